@@ -1,0 +1,281 @@
+// Package config parses and validates the plugin's network configuration.
+// Every error it returns is a *types.Error with the CNI code the spec gives
+// for that failure and a message naming the offending field.
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/cni/pkg/version"
+
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/plan"
+)
+
+// Link wait bounds. The default covers a congested host (a moved link shows
+// up in milliseconds); the maximum keeps one invocation inside the ECS
+// agent's 60 s budget for all of a task's ADDs, with room for the others.
+const (
+	DefaultLinkTimeout = 10 * time.Second
+	MaxLinkTimeout     = 55 * time.Second
+)
+
+// Default log destination and level: ECS collects plugin logs from
+// /var/log/ecs.
+const (
+	DefaultLogFile  = "/var/log/ecs/ec2-policy-routes.log"
+	DefaultLogLevel = "info"
+)
+
+// maxIfNameLen is IFNAMSIZ-1: the kernel's limit on interface names.
+const maxIfNameLen = 15
+
+// NetConf is the JSON the runtime passes on stdin.
+type NetConf struct {
+	types.NetConf
+	LinkTimeout string         `json:"linkTimeout,omitempty"`
+	Interfaces  []string       `json:"interfaces,omitempty"`
+	TableBase   *int64         `json:"tableBase,omitempty"`
+	Priority    *int64         `json:"priority,omitempty"`
+	Gateway     *GatewayConf   `json:"gateway,omitempty"`
+	LogFile     string         `json:"logFile,omitempty"`
+	LogLevel    string         `json:"logLevel,omitempty"`
+	IMDS        *IMDSConf      `json:"imds,omitempty"`
+	Args        map[string]any `json:"args,omitempty"`
+}
+
+// GatewayConf overrides the per-family default gateway in standalone mode.
+type GatewayConf struct {
+	IPv4 string `json:"ipv4,omitempty"`
+	IPv6 string `json:"ipv6,omitempty"`
+}
+
+// IMDSConf configures EC2 instance metadata lookups.
+type IMDSConf struct {
+	Enabled  *bool  `json:"enabled,omitempty"`
+	Endpoint string `json:"endpoint,omitempty"`
+	Timeout  string `json:"timeout,omitempty"`
+}
+
+// Default IMDS budget: the SDK's own default is 3 attempts 1 s apart; a
+// whole lookup fits in the same 3 s and leaves ADD's budget for the rest.
+const DefaultIMDSTimeout = 3 * time.Second
+
+// Config is the validated configuration.
+type Config struct {
+	CNIVersion  string
+	Name        string
+	LinkTimeout time.Duration
+	Interfaces  []string
+	TableBase   int
+	Priority    int // 0: use the table number
+	Gateways    []netip.Addr
+	LogFile     string
+	LogLevel    string
+	IMDS        IMDS
+	PrevResult  *current.Result // nil in standalone (ECS) mode
+}
+
+// IMDS is the validated IMDS configuration.
+type IMDS struct {
+	Enabled  bool
+	Endpoint string
+	Timeout  time.Duration
+}
+
+func invalid(format string, a ...any) *types.Error {
+	return types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf(format, a...), "")
+}
+
+// Parse decodes and validates stdin.
+func Parse(stdin []byte) (*Config, error) {
+	var nc NetConf
+	if err := json.Unmarshal(stdin, &nc); err != nil {
+		return nil, decodeError(err)
+	}
+	c := &Config{
+		CNIVersion:  nc.CNIVersion,
+		Name:        nc.Name,
+		LinkTimeout: DefaultLinkTimeout,
+		TableBase:   plan.DefaultTableBase,
+		LogFile:     DefaultLogFile,
+		LogLevel:    DefaultLogLevel,
+		IMDS:        IMDS{Enabled: false, Timeout: DefaultIMDSTimeout},
+	}
+	if nc.LinkTimeout != "" {
+		d, err := time.ParseDuration(nc.LinkTimeout)
+		if err != nil {
+			return nil, invalid("linkTimeout %q is not a duration (examples: \"10s\", \"1500ms\")", nc.LinkTimeout)
+		}
+		if d <= 0 || d > MaxLinkTimeout {
+			return nil, invalid("linkTimeout %s is out of range: must be > 0 and <= %s (the ECS agent allows 60s for all ADDs)", d, MaxLinkTimeout)
+		}
+		c.LinkTimeout = d
+	}
+	for i, name := range nc.Interfaces {
+		if err := ValidateIfName(name); err != nil {
+			return nil, invalid("interfaces[%d]: %v", i, err)
+		}
+	}
+	c.Interfaces = nc.Interfaces
+	if nc.TableBase != nil {
+		t := *nc.TableBase
+		if t < 1 || t > plan.MaxTable {
+			return nil, invalid("tableBase %d is out of range 1..%d", t, int64(plan.MaxTable))
+		}
+		if err := plan.ValidateTable(int(t)); err != nil {
+			return nil, invalid("tableBase: %v", err)
+		}
+		c.TableBase = int(t)
+	}
+	if nc.Priority != nil {
+		p := *nc.Priority
+		if p < 1 || p > plan.MaxPriority {
+			return nil, invalid("priority %d is out of range 1..%d", p, int64(plan.MaxPriority))
+		}
+		if err := plan.ValidatePriority(int(p)); err != nil {
+			return nil, invalid("priority: %v", err)
+		}
+		c.Priority = int(p)
+	}
+	if nc.Gateway != nil {
+		gws, err := parseGateways(nc.Gateway)
+		if err != nil {
+			return nil, err
+		}
+		c.Gateways = gws
+	}
+	if nc.LogFile != "" {
+		c.LogFile = nc.LogFile
+	}
+	if nc.LogLevel != "" {
+		switch strings.ToLower(nc.LogLevel) {
+		case "debug", "info", "warn", "error":
+			c.LogLevel = strings.ToLower(nc.LogLevel)
+		default:
+			return nil, invalid("logLevel %q: must be debug, info, warn or error", nc.LogLevel)
+		}
+	}
+	if nc.IMDS != nil {
+		if err := parseIMDS(nc.IMDS, &c.IMDS); err != nil {
+			return nil, err
+		}
+	}
+	if nc.RawPrevResult != nil {
+		if err := version.ParsePrevResult(&nc.NetConf); err != nil {
+			return nil, types.NewError(types.ErrDecodingFailure, fmt.Sprintf("prevResult: %v", err), "")
+		}
+		res, err := current.NewResultFromResult(nc.PrevResult)
+		if err != nil {
+			return nil, types.NewError(types.ErrDecodingFailure, fmt.Sprintf("prevResult: %v", err), "")
+		}
+		if err := validatePrevResult(res); err != nil {
+			return nil, err
+		}
+		c.PrevResult = res
+	}
+	return c, nil
+}
+
+func decodeError(err error) *types.Error {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return types.NewError(types.ErrDecodingFailure,
+			fmt.Sprintf("field %s: expected %s, got a JSON %s", te.Field, te.Type, te.Value), "")
+	}
+	return types.NewError(types.ErrDecodingFailure, fmt.Sprintf("network configuration is not valid JSON: %v", err), "")
+}
+
+func parseGateways(g *GatewayConf) ([]netip.Addr, error) {
+	var out []netip.Addr
+	for _, f := range []struct {
+		field, val string
+		fam        plan.Family
+	}{{"gateway.ipv4", g.IPv4, plan.V4}, {"gateway.ipv6", g.IPv6, plan.V6}} {
+		if f.val == "" {
+			continue
+		}
+		a, err := netip.ParseAddr(f.val)
+		if err != nil {
+			return nil, invalid("%s %q is not an IP address", f.field, f.val)
+		}
+		a = a.Unmap()
+		if plan.FamilyOf(a) != f.fam {
+			return nil, invalid("%s %q is not an %s address", f.field, f.val, f.fam)
+		}
+		if a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() {
+			return nil, invalid("%s %q cannot be a gateway", f.field, f.val)
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+func parseIMDS(in *IMDSConf, out *IMDS) error {
+	out.Enabled = true
+	if in.Enabled != nil {
+		out.Enabled = *in.Enabled
+	}
+	out.Endpoint = in.Endpoint
+	if in.Endpoint != "" && !strings.HasPrefix(in.Endpoint, "http://") && !strings.HasPrefix(in.Endpoint, "https://") {
+		return invalid("imds.endpoint %q must be an http:// or https:// URL", in.Endpoint)
+	}
+	if in.Timeout != "" {
+		d, err := time.ParseDuration(in.Timeout)
+		if err != nil {
+			return invalid("imds.timeout %q is not a duration", in.Timeout)
+		}
+		if d <= 0 || d > MaxLinkTimeout {
+			return invalid("imds.timeout %s is out of range: must be > 0 and <= %s", d, MaxLinkTimeout)
+		}
+		out.Timeout = d
+	}
+	return nil
+}
+
+// ValidateIfName applies the kernel's rules for interface names, which also
+// keeps a name from being a path.
+func ValidateIfName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("interface name is empty")
+	case len(name) > maxIfNameLen:
+		return fmt.Errorf("interface name %q is longer than %d bytes", name, maxIfNameLen)
+	case name == "." || name == "..":
+		return fmt.Errorf("interface name %q is not allowed", name)
+	case strings.ContainsAny(name, "/: \t\n\x00"):
+		return fmt.Errorf("interface name %q contains '/', ':', a space or a control character", name)
+	}
+	return nil
+}
+
+func validatePrevResult(r *current.Result) error {
+	for i, ip := range r.IPs {
+		if ip.Interface != nil && (*ip.Interface < 0 || *ip.Interface >= len(r.Interfaces)) {
+			return invalid("prevResult.ips[%d].interface %d is out of range (prevResult has %d interfaces)", i, *ip.Interface, len(r.Interfaces))
+		}
+		if ip.Address.IP == nil {
+			return invalid("prevResult.ips[%d].address is missing", i)
+		}
+		if ip.Gateway != nil && (ip.Gateway.To4() == nil) != (ip.Address.IP.To4() == nil) {
+			return invalid("prevResult.ips[%d].gateway %s is not in the family of address %s", i, ip.Gateway, ip.Address.String())
+		}
+	}
+	for i, ifc := range r.Interfaces {
+		if ifc == nil {
+			return invalid("prevResult.interfaces[%d] is null", i)
+		}
+		if ifc.Sandbox != "" {
+			if err := ValidateIfName(ifc.Name); err != nil {
+				return invalid("prevResult.interfaces[%d].name: %v", i, err)
+			}
+		}
+	}
+	return nil
+}

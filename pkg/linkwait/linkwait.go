@@ -1,0 +1,133 @@
+// Package linkwait waits, event-driven and bounded by a context, for a link
+// to exist and be administratively up inside a network namespace.
+//
+// This is the fix for the ec2-net-utils bug this project exists for: its
+// start path polled /sys/class/net with `sleep 0.1` forever. Here the order is
+// subscribe to RTNLGRP_LINK first, then look at current state, then sleep in
+// the kernel until an event or the context's deadline: no polling, no missed
+// event between the look and the wait, and nothing left running afterwards.
+package linkwait
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"syscall"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// ErrGone means the link existed in the namespace and then left it (deleted,
+// or moved to another namespace) before it came up.
+var ErrGone = errors.New("link left the network namespace")
+
+// Wait returns the link named name once it exists and has IFF_UP set. h must
+// be bound to the namespace whose fd is nsfd. It returns ctx.Err() (wrapped)
+// when the context ends first, and ErrGone when the link it saw leaves.
+func Wait(ctx context.Context, nsfd int, h *netlink.Handle, name string) (netlink.Link, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	sock, err := nl.SubscribeAt(netns.NsHandle(nsfd), netns.None(), unix.NETLINK_ROUTE, unix.RTNLGRP_LINK)
+	if err != nil {
+		return nil, fmt.Errorf("subscribe to link events: %w", err)
+	}
+	// The socket sits in the Go netpoller: closing it wakes a blocked
+	// Receive, which is how the deadline and SIGTERM end the wait.
+	var once sync.Once
+	closeSock := func() { once.Do(sock.Close) }
+	defer closeSock()
+	stop := context.AfterFunc(ctx, closeSock)
+	defer stop()
+
+	w := waiter{name: name}
+	// Subscribed first, so any change after this look arrives as an event.
+	if link, done, err := w.lookup(h); done || err != nil {
+		return link, err
+	}
+	for {
+		msgs, _, err := sock.Receive()
+		if ctx.Err() != nil {
+			return nil, context.Cause(ctx)
+		}
+		if errors.Is(err, unix.ENOBUFS) {
+			// Events were dropped: current state is the truth.
+			if link, done, err := w.lookup(h); done || err != nil {
+				return link, err
+			}
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read link events: %w", err)
+		}
+		for _, m := range msgs {
+			if link, done, err := w.event(m); done || err != nil {
+				return link, err
+			}
+		}
+	}
+}
+
+type waiter struct {
+	name    string
+	tracked int // index of the link seen under name but not yet up
+}
+
+func (w *waiter) lookup(h *netlink.Handle) (netlink.Link, bool, error) {
+	link, err := h.LinkByName(w.name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			if w.tracked != 0 {
+				return nil, false, ErrGone
+			}
+			return nil, false, nil
+		}
+		return nil, false, fmt.Errorf("look up link %s: %w", w.name, err)
+	}
+	return w.consider(link)
+}
+
+func (w *waiter) consider(link netlink.Link) (netlink.Link, bool, error) {
+	if link.Attrs().Flags&net.FlagUp != 0 {
+		return link, true, nil
+	}
+	w.tracked = link.Attrs().Index
+	return nil, false, nil
+}
+
+func (w *waiter) event(m syscall.NetlinkMessage) (netlink.Link, bool, error) {
+	switch m.Header.Type {
+	case unix.RTM_NEWLINK, unix.RTM_DELLINK:
+	default:
+		return nil, false, nil
+	}
+	if len(m.Data) < unix.SizeofIfInfomsg {
+		return nil, false, nil
+	}
+	ifi := nl.DeserializeIfInfomsg(m.Data)
+	hdr := unix.NlMsghdr(m.Header)
+	link, err := netlink.LinkDeserialize(&hdr, m.Data)
+	if err != nil {
+		return nil, false, nil
+	}
+	idx := int(ifi.Index)
+	if m.Header.Type == unix.RTM_DELLINK {
+		if w.tracked != 0 && idx == w.tracked {
+			return nil, false, ErrGone
+		}
+		return nil, false, nil
+	}
+	if link.Attrs().Name == w.name {
+		return w.consider(link)
+	}
+	if idx == w.tracked {
+		w.tracked = 0 // renamed away; keep waiting for the name
+	}
+	return nil, false, nil
+}

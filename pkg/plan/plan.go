@@ -1,0 +1,354 @@
+// Package plan computes, as plain data, the policy routing one network
+// namespace should hold for a set of interfaces. It performs no I/O: the
+// caller gathers facts (config, prevResult or link state, IMDS) and applies
+// the result with a netlink diff (package routing).
+package plan
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+)
+
+// Protocol is the rtnetlink protocol number stamped on every rule and route
+// this plugin installs. It is how DEL, CHECK and GC recognise "ours" without
+// looking at addresses. 236 (0xEC, "EC2") is not assigned in the kernel's
+// rtnetlink.h nor in iproute2's rt_protos; conf/iproute2/rt_protos.d names it.
+const Protocol = 236
+
+// Kernel table IDs and rule priorities that policy routing must never claim.
+const (
+	TableUnspec  = 0   // "any table" in netlink requests
+	TableCompat  = 252 // legacy alias for tables above 255 in rtmsg
+	TableDefault = 253
+	TableMain    = 254
+	TableLocal   = 255
+
+	PriorityLocal   = 0     // the "from all lookup local" rule
+	PriorityMain    = 32766 // the "from all lookup main" rule
+	PriorityDefault = 32767 // the "from all lookup default" rule
+
+	// MaxTable is the largest table ID the kernel accepts (u32 minus the
+	// reserved value used by some tools as "unset").
+	MaxTable = 1<<32 - 2
+	// MaxPriority bounds rule priorities (FRA_PRIORITY is a u32).
+	MaxPriority = 1<<32 - 1
+)
+
+// DefaultTableBase matches amazon-ec2-net-utils (10000 + 100*card + device), so
+// operators find the same table numbers they already know.
+const DefaultTableBase = 10000
+
+// Family is an address family, kept as the netlink constants so that callers
+// need no translation.
+type Family int
+
+const (
+	V4 Family = 2  // unix.AF_INET
+	V6 Family = 10 // unix.AF_INET6
+)
+
+func (f Family) String() string {
+	if f == V6 {
+		return "ipv6"
+	}
+	return "ipv4"
+}
+
+// FamilyOf returns the family of an address.
+func FamilyOf(a netip.Addr) Family {
+	if a.Is4() || a.Is4In6() {
+		return V4
+	}
+	return V6
+}
+
+// RouteType mirrors the rtnetlink route types the plugin deals with.
+type RouteType int
+
+const (
+	Unicast     RouteType = 1 // RTN_UNICAST
+	Blackhole   RouteType = 6 // RTN_BLACKHOLE
+	Unreachable RouteType = 7 // RTN_UNREACHABLE
+	Prohibit    RouteType = 8 // RTN_PROHIBIT
+)
+
+func (t RouteType) String() string {
+	switch t {
+	case Blackhole:
+		return "blackhole"
+	case Unreachable:
+		return "unreachable"
+	case Prohibit:
+		return "prohibit"
+	}
+	return "unicast"
+}
+
+// Scope mirrors the rtnetlink scopes used here.
+type Scope int
+
+const (
+	ScopeUniverse Scope = 0   // RT_SCOPE_UNIVERSE
+	ScopeLink     Scope = 253 // RT_SCOPE_LINK
+)
+
+// Rule is one "from <Src> lookup <Table> priority <Priority>" policy rule.
+type Rule struct {
+	Src      netip.Prefix
+	Table    int
+	Priority int
+}
+
+// Family of the rule.
+func (r Rule) Family() Family { return FamilyOf(r.Src.Addr()) }
+
+func (r Rule) String() string {
+	return fmt.Sprintf("rule from %s lookup %d priority %d", r.Src, r.Table, r.Priority)
+}
+
+// Route is one route in a policy table. LinkIndex is 0 for reject routes.
+type Route struct {
+	Table     int
+	Dst       netip.Prefix
+	Type      RouteType
+	Scope     Scope
+	LinkIndex int
+	Gateway   netip.Addr // invalid when directly connected
+	Src       netip.Addr // preferred source; invalid when unset
+}
+
+// Family of the route.
+func (r Route) Family() Family { return FamilyOf(r.Dst.Addr()) }
+
+func (r Route) String() string {
+	s := fmt.Sprintf("route %s", r.Dst)
+	if r.Type != Unicast {
+		s = fmt.Sprintf("route %s %s", r.Type, r.Dst)
+	}
+	if r.Gateway.IsValid() {
+		s += " via " + r.Gateway.String()
+	}
+	if r.LinkIndex != 0 {
+		s += fmt.Sprintf(" dev #%d", r.LinkIndex)
+	}
+	if r.Scope == ScopeLink {
+		s += " scope link"
+	}
+	if r.Src.IsValid() {
+		s += " src " + r.Src.String()
+	}
+	return s + fmt.Sprintf(" table %d", r.Table)
+}
+
+// Subnet is an on-link prefix of an interface, with the address that should
+// be the preferred source for it (invalid when none should be set).
+type Subnet struct {
+	Prefix netip.Prefix
+	Src    netip.Addr
+}
+
+// Interface holds every fact the plan needs about one interface.
+type Interface struct {
+	Name      string
+	Index     int
+	Table     int
+	Priority  int
+	Sources   []netip.Prefix // one rule each: addresses as /32 or /128, delegated prefixes as they are
+	Subnets   []Subnet       // one link-scope route each
+	Gateways  []netip.Addr   // at most one per family: the default route's next hop
+	NoDefault bool           // when set, install no default route even with a gateway
+}
+
+// Plan is the complete wanted state for a set of interfaces.
+type Plan struct {
+	Rules  []Rule
+	Routes []Route
+}
+
+// Tables returns the distinct tables the plan uses, ascending.
+func (p Plan) Tables() []int {
+	seen := map[int]bool{}
+	var out []int
+	for _, r := range p.Routes {
+		if !seen[r.Table] {
+			seen[r.Table] = true
+			out = append(out, r.Table)
+		}
+	}
+	for _, r := range p.Rules {
+		if !seen[r.Table] {
+			seen[r.Table] = true
+			out = append(out, r.Table)
+		}
+	}
+	sort.Ints(out)
+	return out
+}
+
+// Build computes the wanted rules and routes. rejects are the blackhole,
+// unreachable and prohibit routes of the main table: they are copied into
+// every policy table so that, e.g., vpc-eni's IMDS block keeps applying to
+// traffic sourced from the ENI (a "from <addr>" rule would otherwise bypass
+// it through the table's default route).
+func Build(ifaces []Interface, rejects []Route) (Plan, error) {
+	var p Plan
+	for _, ifc := range ifaces {
+		if err := validateInterface(ifc); err != nil {
+			return Plan{}, err
+		}
+		families := map[Family]bool{}
+		for _, src := range dedupPrefixes(ifc.Sources) {
+			p.Rules = append(p.Rules, Rule{Src: src.Masked(), Table: ifc.Table, Priority: ifc.Priority})
+			families[FamilyOf(src.Addr())] = true
+		}
+		for _, sn := range dedupSubnets(ifc.Subnets) {
+			p.Routes = append(p.Routes, Route{
+				Table: ifc.Table, Dst: sn.Prefix.Masked(), Type: Unicast, Scope: ScopeLink,
+				LinkIndex: ifc.Index, Src: sn.Src,
+			})
+			families[FamilyOf(sn.Prefix.Addr())] = true
+		}
+		if !ifc.NoDefault {
+			for _, gw := range ifc.Gateways {
+				fam := FamilyOf(gw)
+				p.Routes = append(p.Routes, Route{
+					Table: ifc.Table, Dst: defaultPrefix(fam), Type: Unicast, Scope: ScopeUniverse,
+					LinkIndex: ifc.Index, Gateway: gw,
+				})
+				families[fam] = true
+			}
+		}
+		for _, rj := range rejects {
+			if rj.Type == Unicast || !families[rj.Family()] {
+				continue
+			}
+			p.Routes = append(p.Routes, Route{Table: ifc.Table, Dst: rj.Dst.Masked(), Type: rj.Type})
+		}
+	}
+	return p, nil
+}
+
+func validateInterface(ifc Interface) error {
+	if err := ValidateTable(ifc.Table); err != nil {
+		return fmt.Errorf("interface %s: %w", ifc.Name, err)
+	}
+	if err := ValidatePriority(ifc.Priority); err != nil {
+		return fmt.Errorf("interface %s: %w", ifc.Name, err)
+	}
+	if ifc.Index <= 0 {
+		return fmt.Errorf("interface %s: no link index", ifc.Name)
+	}
+	seen := map[Family]bool{}
+	for _, gw := range ifc.Gateways {
+		f := FamilyOf(gw)
+		if seen[f] {
+			return fmt.Errorf("interface %s: more than one %s gateway", ifc.Name, f)
+		}
+		seen[f] = true
+	}
+	return nil
+}
+
+// ValidateTable rejects the kernel's reserved tables.
+func ValidateTable(t int) error {
+	switch {
+	case t == TableUnspec, t == TableCompat, t == TableDefault, t == TableMain, t == TableLocal:
+		return fmt.Errorf("table %d is reserved by the kernel", t)
+	case t < 0 || t > MaxTable:
+		return fmt.Errorf("table %d is out of range 1..%d", t, MaxTable)
+	}
+	return nil
+}
+
+// ValidatePriority rejects the priorities of the kernel's default rules.
+func ValidatePriority(p int) error {
+	switch {
+	case p == PriorityLocal, p == PriorityMain, p == PriorityDefault:
+		return fmt.Errorf("priority %d belongs to a kernel default rule", p)
+	case p < 0 || p > MaxPriority:
+		return fmt.Errorf("priority %d is out of range 1..%d", p, MaxPriority)
+	}
+	return nil
+}
+
+func defaultPrefix(f Family) netip.Prefix {
+	if f == V6 {
+		return netip.PrefixFrom(netip.IPv6Unspecified(), 0)
+	}
+	return netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+}
+
+func dedupPrefixes(in []netip.Prefix) []netip.Prefix {
+	seen := map[netip.Prefix]bool{}
+	var out []netip.Prefix
+	for _, p := range in {
+		p = p.Masked()
+		if !p.IsValid() || seen[p] {
+			continue
+		}
+		seen[p] = true
+		out = append(out, p)
+	}
+	return out
+}
+
+func dedupSubnets(in []Subnet) []Subnet {
+	seen := map[netip.Prefix]bool{}
+	var out []Subnet
+	for _, s := range in {
+		p := s.Prefix.Masked()
+		if !p.IsValid() || seen[p] {
+			continue
+		}
+		seen[p] = true
+		out = append(out, Subnet{Prefix: p, Src: s.Src})
+	}
+	return out
+}
+
+// HostPrefix returns the /32 or /128 prefix of a single address.
+func HostPrefix(a netip.Addr) netip.Prefix {
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen())
+}
+
+// AddressFacts derives an interface's rule sources and subnets from its
+// addresses (CIDR form, as prevResult or the link reports them). IPv6 subnet
+// routes carry no preferred source: the kernel rejects a prefsrc that is
+// still tentative (DAD), and the source rule already pins the table.
+func AddressFacts(addrs []netip.Prefix) (sources []netip.Prefix, subnets []Subnet) {
+	for _, a := range addrs {
+		sources = append(sources, HostPrefix(a.Addr()))
+		sn := Subnet{Prefix: a.Masked()}
+		if FamilyOf(a.Addr()) == V4 && a.Bits() < 32 {
+			sn.Src = a.Addr().Unmap()
+		}
+		if a.Bits() == a.Addr().BitLen() {
+			continue // a host address has no on-link subnet to route
+		}
+		subnets = append(subnets, sn)
+	}
+	return sources, subnets
+}
+
+// AllocateTable returns the table for an interface: existing when the
+// interface already owns one (a retried ADD), else the lowest table at or
+// above base that nothing in the namespace uses. used holds every table
+// referenced by any rule or route, ours or not.
+func AllocateTable(base int, existing int, used map[int]bool) (int, error) {
+	if existing != 0 {
+		return existing, nil
+	}
+	for t := base; t <= MaxTable && t < base+maxTableProbe; t++ {
+		if used[t] || ValidateTable(t) != nil {
+			continue
+		}
+		return t, nil
+	}
+	return 0, fmt.Errorf("no free routing table in %d..%d", base, base+maxTableProbe-1)
+}
+
+// maxTableProbe bounds table allocation: far more interfaces than an EC2
+// instance can attach (the largest types support ~100 ENIs).
+const maxTableProbe = 4096

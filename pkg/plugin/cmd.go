@@ -1,0 +1,350 @@
+package plugin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/vishvananda/netlink"
+
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/config"
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/linkwait"
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/nslock"
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/plan"
+)
+
+// Outcome summarises one invocation for the log.
+type Outcome struct {
+	Added   []string
+	Removed []string
+	Tables  []int
+}
+
+// Add waits for each selected link, then installs its policy routing.
+func (p *Plugin) Add(args *skel.CmdArgs) error {
+	_, err := p.add(args)
+	return err
+}
+
+func (p *Plugin) add(args *skel.CmdArgs) (*Outcome, error) {
+	cfg, err := config.Parse(args.StdinData)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeoutCause(p.ctx(), cfg.LinkTimeout, context.DeadlineExceeded)
+	defer cancel()
+
+	sel, err := selectInterfaces(cfg, args)
+	if err != nil {
+		return nil, err
+	}
+	t, err := openTarget(args.Netns)
+	if err != nil {
+		return nil, err
+	}
+	defer t.Close()
+
+	// Wait outside the lock: a slow link must not hold up invocations for
+	// the namespace's other interfaces.
+	links := make([]netlink.Link, len(sel))
+	for i, s := range sel {
+		link, err := linkwait.Wait(ctx, t.fd(), t.h.Netlink(), s.name)
+		if err != nil {
+			return nil, linkTimeoutError(ctx, cfg, s.name, args.Netns, err)
+		}
+		links[i] = link
+	}
+
+	unlock, err := nslock.Lock(ctx, t.fd())
+	if err != nil {
+		return nil, types.NewError(types.ErrTryAgainLater, err.Error(), "")
+	}
+	defer unlock()
+
+	st, err := t.h.ReadState()
+	if err != nil {
+		return nil, errCode(types.ErrIOFailure, err)
+	}
+	ifaces := make([]plan.Interface, len(sel))
+	for i, s := range sel {
+		ifc, md, err := p.interfaceFacts(ctx, cfg, t, s, links[i])
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case md != nil && md.Table != 0:
+			ifc.Table = md.Table
+		default:
+			ifc.Table, err = plan.AllocateTable(cfg.TableBase, st.OurTableByLink[ifc.Index], st.UsedTables)
+			if err != nil {
+				return nil, types.NewError(types.ErrTryAgainLater, fmt.Sprintf("interface %s: %v", s.name, err), "")
+			}
+		}
+		st.UsedTables[ifc.Table] = true
+		ifc.Priority = cfg.Priority
+		if ifc.Priority == 0 {
+			ifc.Priority = ifc.Table
+		}
+		ifaces[i] = ifc
+	}
+	want, err := plan.Build(ifaces, st.MainRejects)
+	if err != nil {
+		return nil, types.NewError(types.ErrInvalidNetworkConfig, err.Error(), "")
+	}
+	// Ours in the tables we manage, plus tables orphaned by links that left:
+	// both converge to exactly the plan.
+	managed := st.OrphanTables()
+	for _, tb := range want.Tables() {
+		managed[tb] = true
+	}
+	for _, ifc := range ifaces {
+		// A link that moved to a new table (e.g. IMDS numbering now known)
+		// leaves its old table behind: manage that too.
+		if old := st.OurTableByLink[ifc.Index]; old != 0 {
+			managed[old] = true
+		}
+	}
+	haveRules, haveRoutes := st.InTables(managed)
+	diff := plan.Compute(want, haveRules, haveRoutes)
+	changes, err := t.h.Apply(diff)
+	if err != nil {
+		return nil, applyError(err)
+	}
+	// A link that left while we applied took its routes with it; what
+	// remains (rules) must go too, or a retried ADD could not converge.
+	for i, s := range sel {
+		if _, err := t.h.Netlink().LinkByIndex(links[i].Attrs().Index); err != nil {
+			t.h.Undo(changes)
+			return nil, types.NewError(types.ErrTryAgainLater,
+				fmt.Sprintf("interface %s left network namespace %s during configuration; rolled back", s.name, args.Netns), "")
+		}
+	}
+	out := &Outcome{Tables: want.Tables()}
+	for _, c := range changes {
+		if c.Added {
+			out.Added = append(out.Added, c.Summary)
+		} else {
+			out.Removed = append(out.Removed, c.Summary)
+		}
+	}
+	p.log().Info("ADD", "container", args.ContainerID, "netns", args.Netns, "ifname", args.IfName,
+		"tables", out.Tables, "added", out.Added, "removed", out.Removed)
+	return out, printResult(cfg, args, sel, links, t)
+}
+
+func printResult(cfg *config.Config, args *skel.CmdArgs, sel []selected, links []netlink.Link, t *target) error {
+	if cfg.PrevResult != nil {
+		return types.PrintResult(cfg.PrevResult, cfg.CNIVersion)
+	}
+	res := &current.Result{CNIVersion: current.ImplementedSpecVersion}
+	for i, s := range sel {
+		idx := len(res.Interfaces)
+		res.Interfaces = append(res.Interfaces, &current.Interface{
+			Name: s.name, Mac: links[i].Attrs().HardwareAddr.String(), Sandbox: args.Netns,
+		})
+		addrs, err := t.h.LinkAddrs(links[i])
+		if err != nil {
+			return errCode(types.ErrIOFailure, err)
+		}
+		gws, err := t.h.MainGateways(links[i].Attrs().Index)
+		if err != nil {
+			return errCode(types.ErrIOFailure, err)
+		}
+		for _, gw := range cfg.Gateways {
+			gws = replaceGateway(gws, gw)
+		}
+		for _, a := range addrs {
+			ipc := &current.IPConfig{Interface: current.Int(idx), Address: *ipNetOf(a)}
+			for _, gw := range gws {
+				if plan.FamilyOf(gw) == plan.FamilyOf(a.Addr()) {
+					ipc.Gateway = gw.AsSlice()
+				}
+			}
+			res.IPs = append(res.IPs, ipc)
+		}
+	}
+	return types.PrintResult(res, cfg.CNIVersion)
+}
+
+// Del removes every rule and route of ours for the selected interfaces, and
+// whatever of ours was orphaned by links that already left. It never waits
+// for a link and succeeds when there is nothing to do.
+func (p *Plugin) Del(args *skel.CmdArgs) error {
+	cfg, err := config.Parse(args.StdinData)
+	if err != nil {
+		return err
+	}
+	if args.Netns == "" {
+		p.log().Info("DEL", "container", args.ContainerID, "outcome", "no netns: nothing to do")
+		return nil
+	}
+	t, err := openTarget(args.Netns)
+	if errors.Is(err, errNoNetns) {
+		p.log().Info("DEL", "container", args.ContainerID, "netns", args.Netns, "outcome", "netns gone: nothing to do")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	ctx, cancel := context.WithTimeout(p.ctx(), delBudget)
+	defer cancel()
+	unlock, err := nslock.Lock(ctx, t.fd())
+	if err != nil {
+		return types.NewError(types.ErrTryAgainLater, err.Error(), "")
+	}
+	defer unlock()
+
+	st, err := t.h.ReadState()
+	if err != nil {
+		return errCode(types.ErrIOFailure, err)
+	}
+	tables := st.OrphanTables()
+	for _, name := range delNames(cfg, args) {
+		link, err := t.h.Netlink().LinkByName(name)
+		if err != nil {
+			continue // gone or moved out: its tables are orphans now
+		}
+		if tb := st.OurTableByLink[link.Attrs().Index]; tb != 0 {
+			tables[tb] = true
+		}
+	}
+	rules, routes := st.InTables(tables)
+	changes, err := t.h.Apply(plan.Diff{DelRules: rules, DelRoutes: routes})
+	if err != nil {
+		return errCode(types.ErrIOFailure, fmt.Errorf("remove policy routing: %w", err))
+	}
+	var removed []string
+	for _, c := range changes {
+		removed = append(removed, c.Summary)
+	}
+	p.log().Info("DEL", "container", args.ContainerID, "netns", args.Netns, "ifname", args.IfName,
+		"tables", sortedKeys(tables), "removed", removed)
+	return nil
+}
+
+// delNames lists the interfaces DEL cleans: prevResult's sandbox interfaces
+// when present, else config `interfaces`, else CNI_IFNAME.
+func delNames(cfg *config.Config, args *skel.CmdArgs) []string {
+	if sel, err := selectInterfaces(cfg, args); err == nil {
+		names := make([]string, 0, len(sel))
+		for _, s := range sel {
+			names = append(names, s.name)
+		}
+		return names
+	}
+	if len(cfg.Interfaces) > 0 {
+		return cfg.Interfaces
+	}
+	if config.ValidateIfName(args.IfName) == nil {
+		return []string{args.IfName}
+	}
+	return nil
+}
+
+// Check verifies that every rule and route ADD would install for the
+// prevResult is present; later plugins' additions are tolerated.
+func (p *Plugin) Check(args *skel.CmdArgs) error {
+	cfg, err := config.Parse(args.StdinData)
+	if err != nil {
+		return err
+	}
+	sel, err := selectInterfaces(cfg, args)
+	if err != nil {
+		return err
+	}
+	t, err := openTarget(args.Netns)
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	st, err := t.h.ReadState()
+	if err != nil {
+		return errCode(types.ErrIOFailure, err)
+	}
+	var problems []string
+	var ifaces []plan.Interface
+	for _, s := range sel {
+		link, err := t.h.Netlink().LinkByName(s.name)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("interface %s is missing", s.name))
+			continue
+		}
+		// CHECK never calls IMDS: it verifies what the prevResult and
+		// link imply, in the table ADD chose for this link.
+		noIMDS := *cfg
+		noIMDS.IMDS.Enabled = false
+		ifc, _, err := p.interfaceFacts(p.ctx(), &noIMDS, t, s, link)
+		if err != nil {
+			problems = append(problems, err.Error())
+			continue
+		}
+		ifc.Table = st.OurTableByLink[ifc.Index]
+		if ifc.Table == 0 {
+			problems = append(problems, fmt.Sprintf("interface %s has no routing table of ours (no route with protocol %d through it)", s.name, plan.Protocol))
+			continue
+		}
+		ifc.Priority = cfg.Priority
+		if ifc.Priority == 0 {
+			ifc.Priority = ifc.Table
+		}
+		if cfg.IMDS.Enabled {
+			// With IMDS the subnet routes come from metadata CHECK does
+			// not fetch; verify rules and the default route only.
+			ifc.Subnets = nil
+		}
+		ifaces = append(ifaces, ifc)
+	}
+	want, err := plan.Build(ifaces, nil)
+	if err != nil {
+		return types.NewError(types.ErrInvalidNetworkConfig, err.Error(), "")
+	}
+	problems = append(problems, plan.Missing(want, st.OurRules, st.OurRoutes)...)
+	if len(problems) > 0 {
+		return types.NewError(types.ErrTryAgainLater,
+			"ec2-policy-routes CHECK failed: missing "+strings.Join(problems, "; "), "")
+	}
+	return nil
+}
+
+// Status reports readiness. The plugin needs nothing but the kernel, so it
+// is ready whenever it can run.
+func (p *Plugin) Status(args *skel.CmdArgs) error {
+	if _, err := config.Parse(args.StdinData); err != nil {
+		return err
+	}
+	return nil
+}
+
+// GC validates its input and succeeds: the plugin keeps no state on the host
+// (its state lives and dies with each task's network namespace, and its lock
+// is flock on the namespace fd), so there is nothing to collect.
+func (p *Plugin) GC(args *skel.CmdArgs) error {
+	if _, err := config.Parse(args.StdinData); err != nil {
+		return err
+	}
+	var gc struct {
+		Valid []types.GCAttachment `json:"cni.dev/valid-attachments"`
+		Old   []types.GCAttachment `json:"cni.dev/attachments"`
+	}
+	if err := json.Unmarshal(args.StdinData, &gc); err != nil {
+		return types.NewError(types.ErrDecodingFailure, fmt.Sprintf("cni.dev/valid-attachments: %v", err), "")
+	}
+	p.log().Info("GC", "valid_attachments", len(gc.Valid)+len(gc.Old), "outcome", "no host state to collect")
+	return nil
+}
+
+func sortedKeys(m map[int]bool) []int {
+	out := make([]int, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Ints(out)
+	return out
+}

@@ -1,0 +1,83 @@
+package plugin
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/plugins/pkg/ns"
+	"golang.org/x/sys/unix"
+
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/kernel"
+)
+
+// target is an open task network namespace with a netlink handle in it.
+type target struct {
+	path string
+	ns   ns.NetNS
+	h    *kernel.Handle
+}
+
+func (t *target) fd() int { return int(t.ns.Fd()) }
+
+func (t *target) Close() {
+	if t.h != nil {
+		t.h.Close()
+	}
+	_ = t.ns.Close()
+}
+
+// errNoNetns marks a CNI_NETNS that is missing or not a namespace; DEL treats
+// it as "nothing left to clean".
+var errNoNetns = errors.New("network namespace is gone")
+
+// openTarget opens CNI_NETNS without ever creating anything at the path and
+// refuses the plugin's own namespace: policy routes there would reroute the
+// host.
+func openTarget(path string) (*target, error) {
+	n, err := ns.GetNS(path)
+	if err != nil {
+		var missing ns.NSPathNotExistErr
+		var notNS ns.NSPathNotNSErr
+		switch {
+		case errors.As(err, &missing):
+			return nil, fmt.Errorf("%w: %w", errNoNetns,
+				types.NewError(types.ErrUnknownContainer, fmt.Sprintf("CNI_NETNS %s does not exist", path), ""))
+		case errors.As(err, &notNS):
+			return nil, fmt.Errorf("%w: %w", errNoNetns,
+				types.NewError(types.ErrInvalidEnvironmentVariables, fmt.Sprintf("CNI_NETNS %s is not a network namespace", path), ""))
+		}
+		return nil, types.NewError(types.ErrIOFailure, fmt.Sprintf("open CNI_NETNS %s: %v", path, err), "")
+	}
+	own, err := isOwnNetns(int(n.Fd()))
+	if err != nil {
+		_ = n.Close()
+		return nil, types.NewError(types.ErrIOFailure, fmt.Sprintf("compare CNI_NETNS with the plugin's namespace: %v", err), "")
+	}
+	if own {
+		_ = n.Close()
+		return nil, types.NewError(types.ErrInvalidNetworkConfig,
+			fmt.Sprintf("CNI_NETNS %s is the plugin's own (host) network namespace; refusing to install policy routing there", path), "")
+	}
+	h, err := kernel.NewHandle(n.Fd())
+	if err != nil {
+		_ = n.Close()
+		return nil, types.NewError(types.ErrIOFailure, err.Error(), "")
+	}
+	return &target{path: path, ns: n, h: h}, nil
+}
+
+// isOwnNetns compares the namespace at fd with the one this thread runs in,
+// by device and inode as the kernel identifies namespaces.
+func isOwnNetns(fd int) (bool, error) {
+	var a, b unix.Stat_t
+	if err := unix.Fstat(fd, &a); err != nil {
+		return false, err
+	}
+	self := fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid())
+	if err := unix.Stat(self, &b); err != nil {
+		return false, err
+	}
+	return a.Dev == b.Dev && a.Ino == b.Ino, nil
+}

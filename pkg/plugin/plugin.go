@@ -1,0 +1,292 @@
+// Package plugin implements the CNI verbs: it gathers facts (config,
+// prevResult or link state), asks package plan for the wanted state and
+// applies it through package kernel.
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/vishvananda/netlink"
+
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/config"
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/linkwait"
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/plan"
+)
+
+// delBudget bounds DEL, which never waits for a link but may wait for the
+// namespace lock: well inside the ECS agent's 30 s for all of a task's DELs.
+const delBudget = 10 * time.Second
+
+// Plugin carries what the verbs share: the process context (cancelled on
+// SIGTERM/SIGINT) and the logger.
+type Plugin struct {
+	Ctx context.Context
+	Log *slog.Logger
+	// Metadata, when set and enabled by config, supplies EC2 facts per ENI.
+	Metadata MetadataSource
+}
+
+// MetadataSource looks up EC2 facts for an ENI by MAC address.
+type MetadataSource interface {
+	Lookup(ctx context.Context, cfg *config.Config, mac net.HardwareAddr) (*ENIMetadata, error)
+}
+
+// ENIMetadata is what IMDS says about one ENI.
+type ENIMetadata struct {
+	Table       int
+	Sources     []netip.Prefix // local IPv4s, IPv6s and delegated prefixes
+	Subnets     []netip.Prefix // VPC subnet CIDRs
+	Gateways    []netip.Addr   // the VPC router per family, when derivable
+	AltNames    []string       // eni-..., device-number-N.C
+	DeviceIndex int
+	Card        int
+}
+
+func (p *Plugin) log() *slog.Logger {
+	if p.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return p.Log
+}
+
+func (p *Plugin) ctx() context.Context {
+	if p.Ctx == nil {
+		return context.Background()
+	}
+	return p.Ctx
+}
+
+// errCode wraps err in a *types.Error unless it already is one.
+func errCode(code uint, err error) error {
+	var te *types.Error
+	if errors.As(err, &te) {
+		return te
+	}
+	return types.NewError(code, err.Error(), "")
+}
+
+// selected is one interface this invocation configures.
+type selected struct {
+	name     string
+	addrs    []netip.Prefix // from prevResult; nil in standalone mode
+	gateways []netip.Addr   // from prevResult; nil in standalone mode
+	ifIndex  int            // index into prevResult.Interfaces, -1 standalone
+}
+
+// selectInterfaces decides which interfaces to configure: in chained mode
+// the prevResult interfaces inside CNI_NETNS (narrowed by config
+// `interfaces`), otherwise config `interfaces` or CNI_IFNAME.
+func selectInterfaces(cfg *config.Config, args *skel.CmdArgs) ([]selected, error) {
+	want := map[string]bool{}
+	for _, n := range cfg.Interfaces {
+		want[n] = true
+	}
+	if cfg.PrevResult == nil {
+		names := cfg.Interfaces
+		if len(names) == 0 {
+			if err := config.ValidateIfName(args.IfName); err != nil {
+				return nil, types.NewError(types.ErrInvalidEnvironmentVariables, "CNI_IFNAME: "+err.Error(), "")
+			}
+			names = []string{args.IfName}
+		}
+		out := make([]selected, 0, len(names))
+		for _, n := range names {
+			out = append(out, selected{name: n, ifIndex: -1})
+		}
+		return out, nil
+	}
+	res := cfg.PrevResult
+	var out []selected
+	for i, ifc := range res.Interfaces {
+		if ifc.Sandbox == "" || !sameNetnsPath(ifc.Sandbox, args.Netns) {
+			continue
+		}
+		if len(want) > 0 && !want[ifc.Name] {
+			continue
+		}
+		s := selected{name: ifc.Name, ifIndex: i}
+		for _, ip := range res.IPs {
+			owner := -1
+			if ip.Interface != nil {
+				owner = *ip.Interface
+			}
+			if owner != i && !(owner == -1 && countSandboxIfaces(res, args.Netns) == 1) {
+				continue
+			}
+			pfx, ok := prefixOf(ip.Address)
+			if !ok {
+				continue
+			}
+			s.addrs = append(s.addrs, pfx)
+			if gw, ok := netip.AddrFromSlice(ip.Gateway); ok && ip.Gateway != nil {
+				s.gateways = appendGateway(s.gateways, gw.Unmap())
+			}
+		}
+		out = append(out, s)
+	}
+	if len(out) == 0 {
+		return nil, types.NewError(types.ErrInvalidNetworkConfig,
+			fmt.Sprintf("prevResult lists no interface in CNI_NETNS %s%s; nothing to configure", args.Netns, narrowNote(cfg)), "")
+	}
+	return out, nil
+}
+
+func narrowNote(cfg *config.Config) string {
+	if len(cfg.Interfaces) == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" matching interfaces %v", cfg.Interfaces)
+}
+
+func countSandboxIfaces(res *current.Result, netns string) int {
+	n := 0
+	for _, ifc := range res.Interfaces {
+		if ifc.Sandbox != "" && sameNetnsPath(ifc.Sandbox, netns) {
+			n++
+		}
+	}
+	return n
+}
+
+func sameNetnsPath(a, b string) bool {
+	return strings.TrimRight(a, "/") == strings.TrimRight(b, "/")
+}
+
+func prefixOf(n net.IPNet) (netip.Prefix, bool) {
+	a, ok := netip.AddrFromSlice(n.IP)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	a = a.Unmap()
+	ones, bits := n.Mask.Size()
+	if bits != a.BitLen() {
+		return netip.Prefix{}, false
+	}
+	return netip.PrefixFrom(a, ones), true
+}
+
+// appendGateway keeps the first gateway per family.
+func appendGateway(gws []netip.Addr, gw netip.Addr) []netip.Addr {
+	for _, g := range gws {
+		if plan.FamilyOf(g) == plan.FamilyOf(gw) {
+			return gws
+		}
+	}
+	return append(gws, gw)
+}
+
+// interfaceFacts turns a selected interface and its link into plan input.
+func (p *Plugin) interfaceFacts(ctx context.Context, cfg *config.Config, t *target, s selected, link netlink.Link) (plan.Interface, *ENIMetadata, error) {
+	ifc := plan.Interface{Name: s.name, Index: link.Attrs().Index}
+	addrs := s.addrs
+	gateways := s.gateways
+	if cfg.PrevResult == nil {
+		var err error
+		addrs, err = t.h.LinkAddrs(link)
+		if err != nil {
+			return ifc, nil, errCode(types.ErrIOFailure, err)
+		}
+		gateways, err = t.h.MainGateways(link.Attrs().Index)
+		if err != nil {
+			return ifc, nil, errCode(types.ErrIOFailure, err)
+		}
+	}
+	// Configured gateways override what the link or prevResult says.
+	for _, gw := range cfg.Gateways {
+		gateways = replaceGateway(gateways, gw)
+	}
+	ifc.Sources, ifc.Subnets = plan.AddressFacts(addrs)
+	var md *ENIMetadata
+	if cfg.IMDS.Enabled && p.Metadata != nil {
+		var err error
+		md, err = p.Metadata.Lookup(ctx, cfg, link.Attrs().HardwareAddr)
+		if err != nil {
+			return ifc, nil, err
+		}
+		ifc.Sources = append(ifc.Sources, md.Sources...)
+		if len(md.Subnets) > 0 {
+			ifc.Subnets = subnetsFromMetadata(md.Subnets, addrs)
+		}
+		for _, gw := range md.Gateways {
+			gateways = appendGateway(gateways, gw)
+		}
+	}
+	ifc.Gateways = gateways
+	if len(ifc.Sources) == 0 {
+		return ifc, nil, types.NewError(types.ErrTryAgainLater,
+			fmt.Sprintf("interface %s has no global IPv4 or IPv6 address yet; the ENI plugin must address it before ec2-policy-routes runs", s.name), "")
+	}
+	return ifc, md, nil
+}
+
+func replaceGateway(gws []netip.Addr, gw netip.Addr) []netip.Addr {
+	out := []netip.Addr{gw}
+	for _, g := range gws {
+		if plan.FamilyOf(g) != plan.FamilyOf(gw) {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// subnetsFromMetadata uses the VPC subnet CIDRs for link routes, with the
+// interface's first address in each as preferred IPv4 source.
+func subnetsFromMetadata(subnets []netip.Prefix, addrs []netip.Prefix) []plan.Subnet {
+	var out []plan.Subnet
+	for _, sn := range subnets {
+		s := plan.Subnet{Prefix: sn.Masked()}
+		if plan.FamilyOf(sn.Addr()) == plan.V4 {
+			for _, a := range addrs {
+				if sn.Contains(a.Addr()) {
+					s.Src = a.Addr()
+					break
+				}
+			}
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// linkTimeoutError is the code-11 error an expired or interrupted wait
+// becomes: the runtime may retry once the ENI has arrived.
+func linkTimeoutError(ctx context.Context, cfg *config.Config, name, netnsPath string, err error) error {
+	switch {
+	case errors.Is(err, linkwait.ErrGone):
+		return types.NewError(types.ErrTryAgainLater,
+			fmt.Sprintf("interface %s left network namespace %s before it came up (ENI detached or moved); nothing was installed", name, netnsPath), "")
+	case errors.Is(context.Cause(ctx), errSignal):
+		return types.NewError(types.ErrTryAgainLater,
+			fmt.Sprintf("interrupted by signal while waiting for interface %s in %s; nothing was installed", name, netnsPath), "")
+	case errors.Is(err, context.DeadlineExceeded):
+		return types.NewError(types.ErrTryAgainLater,
+			fmt.Sprintf("timed out after linkTimeout %s waiting for interface %s to exist and be up in %s; nothing was installed", cfg.LinkTimeout, name, netnsPath), "")
+	}
+	return errCode(types.ErrIOFailure, fmt.Errorf("waiting for interface %s: %w", name, err))
+}
+
+// errSignal is the cancellation cause main sets on SIGTERM/SIGINT.
+var errSignal = errors.New("terminated by signal")
+
+// ErrSignal returns the cause to cancel the process context with on a
+// termination signal.
+func ErrSignal() error { return errSignal }
+
+// applyError maps a failed netlink change to a CNI error.
+func applyError(err error) error {
+	return errCode(types.ErrIOFailure, fmt.Errorf("apply policy routing (rolled back): %w", err))
+}
+
+func ipNetOf(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}

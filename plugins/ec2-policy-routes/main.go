@@ -1,0 +1,37 @@
+// Command ec2-policy-routes is a CNI plugin that installs per-ENI source
+// policy routing inside a task's network namespace.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/version"
+
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/plugin"
+)
+
+// Version is set at link time (-ldflags "-X main.Version=...").
+var Version = "dev"
+
+func main() {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		<-sigs
+		cancel(plugin.ErrSignal())
+	}()
+
+	p := &plugin.Plugin{Ctx: ctx}
+	skel.PluginMainFuncs(skel.CNIFuncs{
+		Add:    p.Add,
+		Del:    p.Del,
+		Check:  p.Check,
+		Status: p.Status,
+		GC:     p.GC,
+	}, version.PluginSupports("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"), "ec2-policy-routes "+Version)
+}
