@@ -204,7 +204,7 @@ func Build(ifaces []Interface, rejects []Route) (Plan, error) {
 		}
 		for _, sn := range dedupSubnets(ifc.Subnets) {
 			p.Routes = append(p.Routes, Route{
-				Table: ifc.Table, Dst: sn.Prefix.Masked(), Type: Unicast, Scope: ScopeLink,
+				Table: ifc.Table, Dst: sn.Prefix.Masked(), Type: Unicast, Scope: linkScope(sn.Prefix),
 				LinkIndex: ifc.Index, Src: sn.Src,
 			})
 			families[FamilyOf(sn.Prefix.Addr())] = true
@@ -270,6 +270,15 @@ func ValidatePriority(p int) error {
 		return fmt.Errorf("priority %d is out of range 1..%d", p, MaxPriority)
 	}
 	return nil
+}
+
+// linkScope is the scope of an on-link route: IPv6 has no route scopes (the
+// kernel reports every IPv6 route as universe), IPv4 marks it link.
+func linkScope(p netip.Prefix) Scope {
+	if FamilyOf(p.Addr()) == V6 {
+		return ScopeUniverse
+	}
+	return ScopeLink
 }
 
 func defaultPrefix(f Family) netip.Prefix {
