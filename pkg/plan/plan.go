@@ -329,12 +329,12 @@ func HostPrefix(a netip.Addr) netip.Prefix {
 func AddressFacts(addrs []netip.Prefix) (sources []netip.Prefix, subnets []Subnet) {
 	for _, a := range addrs {
 		sources = append(sources, HostPrefix(a.Addr()))
+		// A host address (/32, /128) still gets its host route: every
+		// interface then owns a route through its link, which is how a
+		// retried ADD and DEL find the interface's table.
 		sn := Subnet{Prefix: a.Masked()}
-		if FamilyOf(a.Addr()) == V4 && a.Bits() < 32 {
+		if FamilyOf(a.Addr()) == V4 {
 			sn.Src = a.Addr().Unmap()
-		}
-		if a.Bits() == a.Addr().BitLen() {
-			continue // a host address has no on-link subnet to route
 		}
 		subnets = append(subnets, sn)
 	}
