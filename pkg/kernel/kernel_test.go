@@ -1,0 +1,127 @@
+package kernel
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/plan"
+)
+
+func testHandle(t *testing.T) (*Handle, *netlink.Handle) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for network namespaces")
+	}
+	name := fmt.Sprintf("kt-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
+	nsh, err := netns.GetFromName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nsh.Close() })
+	h, err := NewHandle(uintptr(nsh))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Close)
+	return h, h.Netlink()
+}
+
+func TestApplyReadBackUndo(t *testing.T) {
+	h, nl := testHandle(t)
+	la := netlink.NewLinkAttrs()
+	la.Name = "k0"
+	if err := nl.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: "k0p"}); err != nil {
+		t.Fatal(err)
+	}
+	link, _ := nl.LinkByName("k0")
+	addr, _ := netlink.ParseAddr("10.9.0.5/24")
+	if err := nl.AddrAdd(link, addr); err != nil {
+		t.Fatal(err)
+	}
+	if err := nl.LinkSetUp(link); err != nil {
+		t.Fatal(err)
+	}
+	// Foreign objects sharing source, table and priority, other protocol.
+	foreign := netlink.NewRule()
+	foreign.Src = &net.IPNet{IP: net.ParseIP("10.9.0.5").To4(), Mask: net.CIDRMask(32, 32)}
+	foreign.Table, foreign.Priority = 10000, 500
+	if err := nl.RuleAdd(foreign); err != nil {
+		t.Fatal(err)
+	}
+	_, bh, _ := net.ParseCIDR("169.254.169.254/32")
+	if err := nl.RouteAdd(&netlink.Route{Dst: bh, Type: int(plan.Blackhole), Table: 254}); err != nil {
+		t.Fatal(err)
+	}
+
+	st, err := h.ReadState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.OurRules)+len(st.OurRoutes) != 0 || !st.UsedTables[10000] || len(st.MainRejects) != 1 {
+		t.Fatalf("initial state: %+v", st)
+	}
+	ifc := plan.Interface{Name: "k0", Index: link.Attrs().Index, Table: 10001, Priority: 10001,
+		Gateways: []netip.Addr{netip.MustParseAddr("10.9.0.1")}}
+	ifc.Sources, ifc.Subnets = plan.AddressFacts([]netip.Prefix{netip.MustParsePrefix("10.9.0.5/24")})
+	want, err := plan.Build([]plan.Interface{ifc}, st.MainRejects)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changes, err := h.Apply(plan.Compute(want, nil, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(changes) != 4 { // rule, default, on-link, blackhole copy
+		t.Fatalf("changes: %+v", changes)
+	}
+	st, err = h.ReadState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := plan.Compute(want, st.OurRules, st.OurRoutes); !d.Empty() {
+		t.Fatalf("read-back differs from the plan: %+v", d)
+	}
+	if st.OurTableByLink[link.Attrs().Index] != 10001 {
+		t.Fatalf("table by link: %v", st.OurTableByLink)
+	}
+	h.Undo(changes)
+	st, err = h.ReadState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.OurRules)+len(st.OurRoutes) != 0 {
+		t.Fatalf("undo left: %+v %+v", st.OurRules, st.OurRoutes)
+	}
+	rules, _ := nl.RuleList(netlink.FAMILY_V4)
+	found := false
+	for _, r := range rules {
+		found = found || (r.Priority == 500 && r.Table == 10000)
+	}
+	if !found {
+		t.Fatal("foreign rule was removed")
+	}
+}
+
+func TestOrphanTables(t *testing.T) {
+	st := &State{
+		OurRules:       []plan.Rule{{Table: 10000}, {Table: 10001}},
+		OurRoutes:      []plan.Route{{Table: 10000, LinkIndex: 4}, {Table: 10001, Type: plan.Blackhole}},
+		OurTableByLink: map[int]int{4: 10000},
+	}
+	got := st.OrphanTables()
+	if len(got) != 1 || !got[10001] {
+		t.Fatalf("orphans = %v, want only 10001", got)
+	}
+}

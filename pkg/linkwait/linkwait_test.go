@@ -1,0 +1,141 @@
+package linkwait
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// testNetns creates a throw-away namespace; needs root.
+func testNetns(t *testing.T) (netns.NsHandle, *netlink.Handle, string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for network namespaces")
+	}
+	name := fmt.Sprintf("lw-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
+	nsh, err := netns.GetFromName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nsh.Close() })
+	h, err := netlink.NewHandleAt(nsh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Close)
+	return nsh, h, name
+}
+
+func addVeth(t *testing.T, h *netlink.Handle, name string) netlink.Link {
+	t.Helper()
+	la := netlink.NewLinkAttrs()
+	la.Name = name
+	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: name + "p"}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := h.LinkByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func TestWaitAlreadyUp(t *testing.T) {
+	nsh, h, _ := testNetns(t)
+	l := addVeth(t, h, "v0")
+	if err := h.LinkSetUp(l); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	got, err := Wait(ctx, int(nsh), h, "v0")
+	if err != nil || got.Attrs().Index != l.Attrs().Index {
+		t.Fatalf("Wait = %v, %v", got, err)
+	}
+}
+
+func TestWaitTimesOut(t *testing.T) {
+	nsh, h, _ := testNetns(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := Wait(ctx, int(nsh), h, "absent0")
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("want deadline, got %v", err)
+	}
+	if d := time.Since(start); d < 200*time.Millisecond || d > 300*time.Millisecond {
+		t.Fatalf("returned after %s, want ~200ms", d)
+	}
+}
+
+func TestWaitCancelled(t *testing.T) {
+	nsh, h, _ := testNetns(t)
+	cause := errors.New("SIGTERM")
+	ctx, cancel := context.WithCancelCause(context.Background())
+	time.AfterFunc(50*time.Millisecond, func() { cancel(cause) })
+	_, err := Wait(ctx, int(nsh), h, "absent0")
+	if !errors.Is(err, cause) {
+		t.Fatalf("want the cancellation cause, got %v", err)
+	}
+}
+
+// TestWaitRenameAndUp: the link appears under another name, is renamed to
+// the awaited one, then set up — as vpc-eni and host-device do.
+func TestWaitRenameAndUp(t *testing.T) {
+	nsh, h, _ := testNetns(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	type res struct {
+		l   netlink.Link
+		err error
+	}
+	done := make(chan res, 1)
+	go func() { l, err := Wait(ctx, int(nsh), h, "eth7"); done <- res{l, err} }()
+	// The subscription may or may not be in place yet; either way the
+	// state below must be found (by the first look or by an event).
+	l := addVeth(t, h, "tmp7")
+	if err := h.LinkSetName(l, "eth7"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-done:
+		t.Fatalf("returned before the link was up: %v %v", r.l, r.err)
+	default:
+	}
+	if err := h.LinkSetUp(l); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.err != nil || r.l.Attrs().Name != "eth7" {
+		t.Fatalf("Wait = %v, %v", r.l, r.err)
+	}
+}
+
+func TestWaitLinkDeleted(t *testing.T) {
+	nsh, h, _ := testNetns(t)
+	l := addVeth(t, h, "gone0")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// Scenario timing: Wait subscribes and looks within a few ms, so the
+	// link is seen (down) before it is deleted 100 ms later.
+	time.AfterFunc(100*time.Millisecond, func() { _ = h.LinkDel(l) })
+	start := time.Now()
+	_, err := Wait(ctx, int(nsh), h, "gone0")
+	if !errors.Is(err, ErrGone) {
+		t.Fatalf("want ErrGone, got %v", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("ErrGone only after %s", d)
+	}
+}
