@@ -1,0 +1,397 @@
+// Package logging builds the plugin's structured (JSON lines) logger.
+//
+// A CNI plugin is a short-lived process, and on a busy host many of them run
+// at once and append to the same file. The writer here is built for that:
+//
+//   - each record is formatted in memory and written with ONE write(2) of a
+//     complete line to an O_APPEND descriptor, so lines from concurrent
+//     processes never interleave;
+//   - the size check, the rotation (rename to .1, .2, ...) and the write all
+//     happen under flock(2) on a sidecar lock file (<file>.lock), and a
+//     writer whose descriptor no longer names the live file (someone else
+//     rotated) reopens it first, so rotation loses no line and never leaves
+//     a process appending to a file that has been shifted away;
+//   - the file is opened lazily on the first record, so an invocation whose
+//     records are all below the level costs nothing;
+//   - if the file cannot be opened the logger says so once on stderr and
+//     discards records: logging never makes an invocation fail.
+//
+// The lock is flock on an open descriptor, released by the kernel when the
+// holder exits or is killed, so a crashed plugin cannot wedge the log.
+package logging
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// Environment overrides. They win over the network configuration so an
+// operator can raise the level or move the file on a host without touching
+// the runtime's configs (libcni passes the runtime's environment through).
+const (
+	EnvFile       = "EC2_POLICY_ROUTES_LOG_FILE"
+	EnvLevel      = "EC2_POLICY_ROUTES_LOG_LEVEL"
+	EnvMaxSize    = "EC2_POLICY_ROUTES_LOG_MAX_SIZE"    // bytes, or with a K/M/G suffix
+	EnvMaxBackups = "EC2_POLICY_ROUTES_LOG_MAX_BACKUPS" // rotated files kept
+)
+
+// Rotation defaults: at one line (~300-600 bytes) per invocation, 10 MiB
+// holds tens of thousands of invocations; five backups bound the total to
+// 60 MiB.
+const (
+	DefaultMaxSize    = 10 << 20
+	DefaultMaxBackups = 5
+)
+
+// Special values of the file setting.
+const (
+	FileOff    = "off"    // no log at all
+	FileStderr = "stderr" // JSON lines on stderr (debugging by hand)
+)
+
+// File and directory modes: the log names containers and addresses, which is
+// not secret but is not for every local user either.
+const (
+	fileMode = 0o640
+	dirMode  = 0o750
+)
+
+// Options configures New. Zero values mean the defaults.
+type Options struct {
+	File       string // path, FileOff or FileStderr; "" is FileOff
+	Level      string // debug, info, warn or error; "" is info
+	MaxSize    int64  // rotate before a write would pass this many bytes
+	MaxBackups int    // rotated files kept (<file>.1 newest); <0 keeps none
+	// Stderr receives the one-line notices (file unavailable, bad override)
+	// and, for FileStderr, the records. Default os.Stderr.
+	Stderr io.Writer
+	// Getenv reads the overrides. Default os.Getenv.
+	Getenv func(string) string
+}
+
+// New returns a JSON-lines logger configured by o after applying the
+// environment overrides, and a function that closes the file.
+func New(o Options) (*slog.Logger, func()) {
+	o = o.withEnv()
+	if o.Stderr == nil {
+		o.Stderr = os.Stderr
+	}
+	level, err := ParseLevel(o.Level)
+	if err != nil {
+		notice(o.Stderr, "%v; using info", err)
+		level = slog.LevelInfo
+	}
+	var w io.Writer
+	closeFn := func() {}
+	switch o.File {
+	case "", FileOff:
+		return slog.New(slog.DiscardHandler), closeFn
+	case FileStderr:
+		w = o.Stderr
+	default:
+		f := NewFile(o.File, o.MaxSize, o.MaxBackups, o.Stderr)
+		w, closeFn = f, func() { _ = f.Close() }
+	}
+	h := slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level, ReplaceAttr: redact})
+	return slog.New(h).With("pid", os.Getpid()), closeFn
+}
+
+func (o Options) withEnv() Options {
+	getenv := o.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	stderr := o.Stderr
+	if stderr == nil {
+		stderr = os.Stderr
+	}
+	if v := getenv(EnvFile); v != "" {
+		o.File = v
+	}
+	if v := getenv(EnvLevel); v != "" {
+		if _, err := ParseLevel(v); err != nil {
+			notice(stderr, "%s: %v; ignoring it", EnvLevel, err)
+		} else {
+			o.Level = v
+		}
+	}
+	if v := getenv(EnvMaxSize); v != "" {
+		if n, err := parseSize(v); err != nil {
+			notice(stderr, "%s %q: %v; ignoring it", EnvMaxSize, v, err)
+		} else {
+			o.MaxSize = n
+		}
+	}
+	if v := getenv(EnvMaxBackups); v != "" {
+		if n, err := strconv.Atoi(v); err != nil || n < 0 {
+			notice(stderr, "%s %q: not a count >= 0; ignoring it", EnvMaxBackups, v)
+		} else if n == 0 {
+			o.MaxBackups = -1
+		} else {
+			o.MaxBackups = n
+		}
+	}
+	return o
+}
+
+// ParseLevel maps debug|info|warn|error (any case; "warning" too; "" is
+// info) to a slog level.
+func ParseLevel(s string) (slog.Level, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "", "info":
+		return slog.LevelInfo, nil
+	case "warn", "warning":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return slog.LevelInfo, fmt.Errorf("log level %q is not debug, info, warn or error", s)
+}
+
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	t := strings.ToUpper(strings.TrimSpace(s))
+	t = strings.TrimSuffix(strings.TrimSuffix(t, "B"), "I")
+	switch {
+	case strings.HasSuffix(t, "K"):
+		mult, t = 1<<10, strings.TrimSuffix(t, "K")
+	case strings.HasSuffix(t, "M"):
+		mult, t = 1<<20, strings.TrimSuffix(t, "M")
+	case strings.HasSuffix(t, "G"):
+		mult, t = 1<<30, strings.TrimSuffix(t, "G")
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("not a positive size (examples: 10485760, 512K, 10M)")
+	}
+	return n * mult, nil
+}
+
+// secretKeys are attribute keys whose values never reach the log, whatever a
+// caller passes: defence in depth for IMDS tokens and the like.
+var secretKeys = []string{"token", "secret", "password", "passwd", "authorization", "credential", "session"}
+
+func redact(_ []string, a slog.Attr) slog.Attr {
+	k := strings.ToLower(a.Key)
+	for _, s := range secretKeys {
+		if strings.Contains(k, s) {
+			return slog.String(a.Key, "[redacted]")
+		}
+	}
+	return a
+}
+
+func notice(w io.Writer, format string, a ...any) {
+	fmt.Fprintf(w, "ec2-policy-routes: "+format+"\n", a...)
+}
+
+// File is an io.Writer appending whole lines to a size-rotated file shared
+// by many processes. Each Write must be one complete record (slog handlers
+// write exactly one line per call).
+type File struct {
+	path       string
+	maxSize    int64
+	maxBackups int
+	stderr     io.Writer
+
+	mu     sync.Mutex
+	fd     int // log file, O_APPEND; -1 until opened
+	lockFd int // <path>.lock; -1 until opened
+	ino    uint64
+	dev    uint64
+	failed bool // open failed: notice given, records discarded
+}
+
+// NewFile returns a writer for path; nothing is opened until the first
+// Write. maxSize <= 0 means DefaultMaxSize; maxBackups 0 means
+// DefaultMaxBackups and < 0 keeps no rotated file.
+func NewFile(path string, maxSize int64, maxBackups int, stderr io.Writer) *File {
+	if maxSize <= 0 {
+		maxSize = DefaultMaxSize
+	}
+	if maxBackups == 0 {
+		maxBackups = DefaultMaxBackups
+	}
+	if maxBackups < 0 {
+		maxBackups = 0
+	}
+	if stderr == nil {
+		stderr = os.Stderr
+	}
+	return &File{path: path, maxSize: maxSize, maxBackups: maxBackups, stderr: stderr, fd: -1, lockFd: -1}
+}
+
+// Path is the file written to.
+func (f *File) Path() string { return f.path }
+
+// Write appends p, rotating first if p would take the file past its size.
+// It never returns an error to the logger for an unavailable file: the
+// plugin must work without its log.
+func (f *File) Write(p []byte) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failed {
+		return len(p), nil
+	}
+	if f.fd < 0 {
+		if err := f.open(); err != nil {
+			f.failed = true
+			notice(f.stderr, "cannot open log file %s: %v; continuing without a log file", f.path, err)
+			return len(p), nil
+		}
+	}
+	if err := flock(f.lockFd, unix.LOCK_EX); err != nil {
+		return 0, fmt.Errorf("lock %s.lock: %w", f.path, err)
+	}
+	defer func() { _ = flock(f.lockFd, unix.LOCK_UN) }()
+
+	if err := f.ensureCurrent(); err != nil {
+		return 0, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(f.fd, &st); err != nil {
+		return 0, fmt.Errorf("stat %s: %w", f.path, err)
+	}
+	if st.Size > 0 && st.Size+int64(len(p)) > f.maxSize {
+		if err := f.rotate(); err != nil {
+			return 0, err
+		}
+	}
+	return writeAll(f.fd, p)
+}
+
+// open creates the directory and opens the lock file and the log.
+func (f *File) open() error {
+	dir := filepath.Dir(f.path)
+	if err := os.MkdirAll(dir, dirMode); err != nil {
+		return err
+	}
+	lfd, err := unix.Open(f.path+".lock", unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, fileMode)
+	if err != nil {
+		return fmt.Errorf("open lock file: %w", err)
+	}
+	f.lockFd = lfd
+	if err := f.openLog(); err != nil {
+		_ = unix.Close(lfd)
+		f.lockFd = -1
+		return err
+	}
+	return nil
+}
+
+func (f *File) openLog() error {
+	fd, err := unix.Open(f.path, unix.O_WRONLY|unix.O_APPEND|unix.O_CREAT|unix.O_CLOEXEC, fileMode)
+	if err != nil {
+		return err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		_ = unix.Close(fd)
+		return err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		_ = unix.Close(fd)
+		return fmt.Errorf("not a regular file")
+	}
+	// A file created earlier with a wider mode (or by another tool) is
+	// brought down to 0640; never widen a stricter one.
+	if perm := st.Mode & 0o777; perm&^fileMode != 0 {
+		_ = unix.Fchmod(fd, perm&fileMode)
+	}
+	if f.fd >= 0 {
+		_ = unix.Close(f.fd)
+	}
+	f.fd, f.ino, f.dev = fd, st.Ino, uint64(st.Dev)
+	return nil
+}
+
+// ensureCurrent reopens the log if another process rotated it since this one
+// opened it (the path now names a different inode, or nothing).
+func (f *File) ensureCurrent() error {
+	var st unix.Stat_t
+	err := unix.Stat(f.path, &st)
+	if err == nil && st.Ino == f.ino && uint64(st.Dev) == f.dev {
+		return nil
+	}
+	if err != nil && err != unix.ENOENT {
+		return fmt.Errorf("stat %s: %w", f.path, err)
+	}
+	return f.openLog()
+}
+
+// rotate shifts <path>.N-1 → .N ... <path> → .1 (dropping the oldest) and
+// opens a fresh <path>. Called with the lock held.
+func (f *File) rotate() error {
+	if f.maxBackups == 0 {
+		if err := unix.Unlink(f.path); err != nil && err != unix.ENOENT {
+			return fmt.Errorf("rotate %s: %w", f.path, err)
+		}
+		return f.openLog()
+	}
+	for i := f.maxBackups - 1; i >= 1; i-- {
+		if err := unix.Rename(Backup(f.path, i), Backup(f.path, i+1)); err != nil && err != unix.ENOENT {
+			return fmt.Errorf("rotate %s: %w", f.path, err)
+		}
+	}
+	if err := unix.Rename(f.path, Backup(f.path, 1)); err != nil && err != unix.ENOENT {
+		return fmt.Errorf("rotate %s: %w", f.path, err)
+	}
+	return f.openLog()
+}
+
+// Backup names the i-th rotated file of path (1 is the newest).
+func Backup(path string, i int) string { return path + "." + strconv.Itoa(i) }
+
+// Close releases the descriptors (and with them any lock).
+func (f *File) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fd >= 0 {
+		_ = unix.Close(f.fd)
+		f.fd = -1
+	}
+	if f.lockFd >= 0 {
+		_ = unix.Close(f.lockFd)
+		f.lockFd = -1
+	}
+	return nil
+}
+
+func flock(fd, how int) error {
+	for {
+		err := unix.Flock(fd, how)
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}
+
+// writeAll issues one write(2) for the whole record; only a short write
+// (disk full) or EINTR leads to a second one.
+func writeAll(fd int, p []byte) (int, error) {
+	done := 0
+	for done < len(p) {
+		n, err := unix.Write(fd, p[done:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return done, err
+		}
+		if n == 0 {
+			return done, io.ErrShortWrite
+		}
+		done += n
+	}
+	return done, nil
+}
