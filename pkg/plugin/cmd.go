@@ -61,6 +61,17 @@ func (p *Plugin) add(args *skel.CmdArgs) (*Outcome, error) {
 		links[i] = link
 	}
 
+	// Facts (addresses, gateways, IMDS) need no lock; gather them first so
+	// a slow metadata service never holds up the namespace.
+	ifaces := make([]plan.Interface, len(sel))
+	metas := make([]*ENIMetadata, len(sel))
+	for i, s := range sel {
+		ifaces[i], metas[i], err = p.interfaceFacts(ctx, cfg, t, s, links[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+
 	unlock, err := nslock.Lock(ctx, t.fd())
 	if err != nil {
 		return nil, types.NewError(types.ErrTryAgainLater, err.Error(), "")
@@ -71,12 +82,8 @@ func (p *Plugin) add(args *skel.CmdArgs) (*Outcome, error) {
 	if err != nil {
 		return nil, errCode(types.ErrIOFailure, err)
 	}
-	ifaces := make([]plan.Interface, len(sel))
 	for i, s := range sel {
-		ifc, md, err := p.interfaceFacts(ctx, cfg, t, s, links[i])
-		if err != nil {
-			return nil, err
-		}
+		ifc, md := &ifaces[i], metas[i]
 		switch {
 		case md != nil && md.Table != 0:
 			ifc.Table = md.Table
@@ -91,7 +98,6 @@ func (p *Plugin) add(args *skel.CmdArgs) (*Outcome, error) {
 		if ifc.Priority == 0 {
 			ifc.Priority = ifc.Table
 		}
-		ifaces[i] = ifc
 	}
 	want, err := plan.Build(ifaces, st.MainRejects)
 	if err != nil {
