@@ -24,12 +24,18 @@ type Outcome struct {
 	Added   []string
 	Removed []string
 	Tables  []int
+	Note    string // why nothing was done, when that is the outcome
 }
 
 // Add waits for each selected link, then installs its policy routing.
 func (p *Plugin) Add(args *skel.CmdArgs) error {
-	_, err := p.add(args)
-	return err
+	return p.invoke("ADD", args, func(args *skel.CmdArgs, out *Outcome) error {
+		o, err := p.add(args)
+		if o != nil {
+			*out = *o
+		}
+		return err
+	})
 }
 
 func (p *Plugin) add(args *skel.CmdArgs) (*Outcome, error) {
@@ -139,8 +145,6 @@ func (p *Plugin) add(args *skel.CmdArgs) (*Outcome, error) {
 			out.Removed = append(out.Removed, c.Summary)
 		}
 	}
-	p.log().Info("ADD", "container", args.ContainerID, "netns", args.Netns, "ifname", args.IfName,
-		"tables", out.Tables, "added", out.Added, "removed", out.Removed)
 	return out, printResult(cfg, args, sel, links, t)
 }
 
@@ -181,18 +185,20 @@ func printResult(cfg *config.Config, args *skel.CmdArgs, sel []selected, links [
 // Del removes every rule and route of ours for the selected interfaces, and
 // whatever of ours was orphaned by links that already left. It never waits
 // for a link and succeeds when there is nothing to do.
-func (p *Plugin) Del(args *skel.CmdArgs) error {
+func (p *Plugin) Del(args *skel.CmdArgs) error { return p.invoke("DEL", args, p.del) }
+
+func (p *Plugin) del(args *skel.CmdArgs, out *Outcome) error {
 	cfg, err := config.Parse(args.StdinData)
 	if err != nil {
 		return err
 	}
 	if args.Netns == "" {
-		p.log().Info("DEL", "container", args.ContainerID, "outcome", "no netns: nothing to do")
+		out.Note = "no netns: nothing to do"
 		return nil
 	}
 	t, err := openTarget(args.Netns)
 	if errors.Is(err, errNoNetns) {
-		p.log().Info("DEL", "container", args.ContainerID, "netns", args.Netns, "outcome", "netns gone: nothing to do")
+		out.Note = "netns gone: nothing to do"
 		return nil
 	}
 	if err != nil {
@@ -226,12 +232,10 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 	if err != nil {
 		return errCode(types.ErrIOFailure, fmt.Errorf("remove policy routing: %w", err))
 	}
-	var removed []string
 	for _, c := range changes {
-		removed = append(removed, c.Summary)
+		out.Removed = append(out.Removed, c.Summary)
 	}
-	p.log().Info("DEL", "container", args.ContainerID, "netns", args.Netns, "ifname", args.IfName,
-		"tables", sortedKeys(tables), "removed", removed)
+	out.Tables = sortedKeys(tables)
 	return nil
 }
 
@@ -256,7 +260,9 @@ func delNames(cfg *config.Config, args *skel.CmdArgs) []string {
 
 // Check verifies that every rule and route ADD would install for the
 // prevResult is present; later plugins' additions are tolerated.
-func (p *Plugin) Check(args *skel.CmdArgs) error {
+func (p *Plugin) Check(args *skel.CmdArgs) error { return p.invoke("CHECK", args, p.check) }
+
+func (p *Plugin) check(args *skel.CmdArgs, _ *Outcome) error {
 	cfg, err := config.Parse(args.StdinData)
 	if err != nil {
 		return err
@@ -321,7 +327,9 @@ func (p *Plugin) Check(args *skel.CmdArgs) error {
 
 // Status reports readiness. The plugin needs nothing but the kernel, so it
 // is ready whenever it can run.
-func (p *Plugin) Status(args *skel.CmdArgs) error {
+func (p *Plugin) Status(args *skel.CmdArgs) error { return p.invoke("STATUS", args, p.status) }
+
+func (p *Plugin) status(args *skel.CmdArgs, _ *Outcome) error {
 	if _, err := config.Parse(args.StdinData); err != nil {
 		return err
 	}
@@ -331,7 +339,9 @@ func (p *Plugin) Status(args *skel.CmdArgs) error {
 // GC validates its input and succeeds: the plugin keeps no state on the host
 // (its state lives and dies with each task's network namespace, and its lock
 // is flock on the namespace fd), so there is nothing to collect.
-func (p *Plugin) GC(args *skel.CmdArgs) error {
+func (p *Plugin) GC(args *skel.CmdArgs) error { return p.invoke("GC", args, p.gc) }
+
+func (p *Plugin) gc(args *skel.CmdArgs, out *Outcome) error {
 	if _, err := config.Parse(args.StdinData); err != nil {
 		return err
 	}
@@ -342,7 +352,7 @@ func (p *Plugin) GC(args *skel.CmdArgs) error {
 	if err := json.Unmarshal(args.StdinData, &gc); err != nil {
 		return types.NewError(types.ErrDecodingFailure, fmt.Sprintf("cni.dev/valid-attachments: %v", err), "")
 	}
-	p.log().Info("GC", "valid_attachments", len(gc.Valid)+len(gc.Old), "outcome", "no host state to collect")
+	out.Note = fmt.Sprintf("%d valid attachments; no host state to collect", len(gc.Valid)+len(gc.Old))
 	return nil
 }
 

@@ -32,6 +32,9 @@ const delBudget = 10 * time.Second
 type Plugin struct {
 	Ctx context.Context
 	Log *slog.Logger
+	// NewLogger, when set, builds Log from the configured logFile and
+	// logLevel at the start of each verb (config is parsed per verb).
+	NewLogger LoggerFactory
 	// Metadata, when set and enabled by config, supplies EC2 facts per ENI.
 	Metadata MetadataSource
 }
