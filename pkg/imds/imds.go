@@ -1,0 +1,514 @@
+// Package imds looks up one ENI's facts in the EC2 instance metadata
+// service, IMDSv2 only, through aws-sdk-go-v2's feature/ec2/imds client.
+//
+// A Client is meant to live for one plugin invocation: it fetches one
+// session token (on its first request) and reuses it, never falls back to
+// IMDSv1, retries a request only on 429, 5xx and connection errors (at most
+// MaxAttempts times), and bounds every request by the caller's context. It
+// asks only for the keys a lookup needs. Nothing here runs at package init:
+// the SDK client is built by New.
+package imds
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/netip"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	sdkimds "github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
+)
+
+// DefaultEndpoint is the IPv4 IMDS endpoint of every EC2 instance.
+const DefaultEndpoint = "http://169.254.169.254"
+
+// Metadata keys, relative to network/interfaces/macs/<mac>/ unless noted.
+const (
+	KeyPrimaryMAC      = "mac" // top level
+	KeyDeviceNumber    = "device-number"
+	KeyNetworkCard     = "network-card"
+	KeyInterfaceID     = "interface-id"
+	KeyLocalIPv4s      = "local-ipv4s"
+	KeyIPv6s           = "ipv6s"
+	KeyIPv4Prefix      = "ipv4-prefix"
+	KeyIPv6Prefix      = "ipv6-prefix"
+	KeySubnetIPv4CIDR  = "subnet-ipv4-cidr-block"
+	KeySubnetIPv6CIDRs = "subnet-ipv6-cidr-blocks"
+)
+
+// Per-attempt bounds. The dial bound is the SDK's own; the response bound
+// is twice the SDK's 500 ms so a busy but healthy IMDS is not retried into
+// throttling. The caller's context bounds the whole lookup.
+const (
+	dialTimeout           = 250 * time.Millisecond
+	responseHeaderTimeout = time.Second
+	maxBody               = 64 << 10 // no IMDS answer we read is anywhere near this
+)
+
+// Device numbers and card indexes beyond this would make table numbers of
+// different cards collide (T = base + 100*card + device).
+const maxIndex = 99
+
+// Errors a lookup can end with, besides the context's and transport errors.
+var (
+	// ErrUnknownMAC: IMDS has no interface with this MAC (not attached to
+	// this instance, or the wrong MAC).
+	ErrUnknownMAC = errors.New("IMDS lists no network interface with this MAC")
+	// ErrNotPropagated: device-number stayed 0 on a MAC that is not the
+	// instance's primary one until the context ended.
+	ErrNotPropagated = errors.New("ENI attachment not propagated to IMDS yet (device-number still 0)")
+	// ErrMalformed: IMDS answered 200 with a body that does not parse.
+	ErrMalformed = errors.New("malformed IMDS answer")
+)
+
+// Options configures a Client.
+type Options struct {
+	// Endpoint is the IMDS base URL; DefaultEndpoint when empty. The SDK's
+	// AWS_EC2_METADATA_* environment variables are not consulted: the
+	// plugin's configuration is the only source.
+	Endpoint string
+	// MaxAttempts per request (first try included); 3 when zero.
+	MaxAttempts int
+	// PropagationPoll is the first interval between device-number polls
+	// while an attachment propagates (doubling up to 4x); 100 ms when zero.
+	PropagationPoll time.Duration
+	// HTTPClient replaces the default transport (tests).
+	HTTPClient sdkimds.HTTPClient
+}
+
+// Client looks up ENIs. Safe for concurrent use.
+type Client struct {
+	sdk      *sdkimds.Client
+	endpoint string
+	poll     time.Duration
+	requests atomic.Int64
+
+	mu      sync.Mutex
+	primary net.HardwareAddr // cached top-level `mac`
+}
+
+// New builds a client. It makes no request.
+func New(o Options) *Client {
+	c := &Client{endpoint: o.Endpoint, poll: o.PropagationPoll}
+	if c.endpoint == "" {
+		c.endpoint = DefaultEndpoint
+	}
+	if c.poll <= 0 {
+		c.poll = 100 * time.Millisecond
+	}
+	attempts := o.MaxAttempts
+	if attempts <= 0 {
+		attempts = 3
+	}
+	hc := o.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Transport: &http.Transport{
+			Proxy:                 nil, // IMDS is link-local: never through a proxy
+			DialContext:           (&net.Dialer{Timeout: dialTimeout}).DialContext,
+			ResponseHeaderTimeout: responseHeaderTimeout,
+			MaxIdleConnsPerHost:   8,
+			IdleConnTimeout:       10 * time.Second,
+		}}
+	}
+	c.sdk = sdkimds.New(sdkimds.Options{
+		Endpoint:          c.endpoint,
+		ClientEnableState: sdkimds.ClientEnabled,
+		EnableFallback:    aws.FalseTernary, // IMDSv2 only
+		// Our backoff, not the SDK's up-to-1 s one: the budget is small.
+		DisableDefaultMaxBackoff: true,
+		HTTPClient:               countingClient{hc, &c.requests},
+		Retryer: retry.NewStandard(func(so *retry.StandardOptions) {
+			so.MaxAttempts = attempts
+			so.Retryables = []retry.IsErrorRetryable{retry.IsErrorRetryableFunc(retryable)}
+			so.RateLimiter = ratelimit.None
+			so.Backoff = retry.BackoffDelayerFunc(backoff)
+		}),
+	})
+	return c
+}
+
+// Endpoint is the base URL requests go to.
+func (c *Client) Endpoint() string { return c.endpoint }
+
+// Requests counts HTTP requests sent so far (token, metadata, retries).
+func (c *Client) Requests() int { return int(c.requests.Load()) }
+
+type countingClient struct {
+	hc sdkimds.HTTPClient
+	n  *atomic.Int64
+}
+
+func (c countingClient) Do(r *http.Request) (*http.Response, error) {
+	c.n.Add(1)
+	return c.hc.Do(r)
+}
+
+// retryable retries throttling (429), server errors (5xx) and connection
+// errors; nothing else. The SDK marks a failed token fetch, whose own
+// attempts are spent, as not retryable: honour that first so attempts do not
+// multiply.
+func retryable(err error) aws.Ternary {
+	var canceled interface{ CanceledError() bool }
+	if errors.As(err, &canceled) && canceled.CanceledError() {
+		return aws.FalseTernary
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return aws.FalseTernary
+	}
+	var marked interface{ RetryableError() bool }
+	if errors.As(err, &marked) && !marked.RetryableError() {
+		return aws.FalseTernary
+	}
+	var status interface{ HTTPStatusCode() int }
+	if errors.As(err, &status) {
+		code := status.HTTPStatusCode()
+		return aws.BoolTernary(code == http.StatusTooManyRequests || code >= 500)
+	}
+	if (retry.RetryableConnectionError{}).IsErrorRetryable(err) == aws.TrueTernary {
+		return aws.TrueTernary
+	}
+	return aws.FalseTernary
+}
+
+// backoff: 50 ms, 100 ms, 200 ms ... capped at 400 ms, with jitter.
+func backoff(attempt int, _ error) (time.Duration, error) {
+	d := 50 * time.Millisecond << min(max(attempt-1, 0), 3)
+	return d/2 + rand.N(d/2+1), nil
+}
+
+// ENI is what IMDS says about one network interface.
+type ENI struct {
+	MAC          net.HardwareAddr
+	Primary      bool // the instance's primary interface (top-level `mac`)
+	DeviceNumber int
+	NetworkCard  int
+	CardKnown    bool   // false when `network-card` is 404 (single-card types)
+	InterfaceID  string // eni-...; empty when IMDS has none
+	LocalIPv4s   []netip.Addr
+	IPv6s        []netip.Addr
+	IPv4Prefixes []netip.Prefix
+	IPv6Prefixes []netip.Prefix
+	SubnetIPv4   netip.Prefix // invalid when IMDS has none
+	SubnetIPv6   []netip.Prefix
+}
+
+// Error is a failed lookup of one key.
+type Error struct {
+	Key    string // path below /latest/meta-data/
+	Status int    // HTTP status when IMDS answered, else 0
+	Err    error
+}
+
+func (e *Error) Error() string {
+	if e.Status != 0 {
+		return fmt.Sprintf("IMDS %s: HTTP %d: %v", e.Key, e.Status, e.Err)
+	}
+	return fmt.Sprintf("IMDS %s: %v", e.Key, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// get fetches one key; found is false on 404.
+func (c *Client) get(ctx context.Context, key string) (body string, found bool, err error) {
+	out, err := c.sdk.GetMetadata(ctx, &sdkimds.GetMetadataInput{Path: key})
+	if err != nil {
+		var status interface{ HTTPStatusCode() int }
+		if errors.As(err, &status) {
+			if status.HTTPStatusCode() == http.StatusNotFound {
+				return "", false, nil
+			}
+			code := status.HTTPStatusCode()
+			return "", false, &Error{Key: key, Status: code, Err: errors.New(http.StatusText(code))}
+		}
+		if ctxErr := context.Cause(ctx); ctxErr != nil {
+			return "", false, &Error{Key: key, Err: fmt.Errorf("%w (last error: %v)", ctxErr, err)}
+		}
+		return "", false, &Error{Key: key, Err: err}
+	}
+	defer out.Content.Close()
+	b, err := io.ReadAll(io.LimitReader(out.Content, maxBody))
+	if err != nil {
+		return "", false, &Error{Key: key, Err: err}
+	}
+	return string(b), true, nil
+}
+
+// Ping fetches a session token: the cheapest proof that IMDSv2 answers.
+func (c *Client) Ping(ctx context.Context) error {
+	// GetToken is not exported; a metadata read carries one. `mac` is tiny
+	// and is what a lookup may need anyway.
+	_, err := c.primaryMAC(ctx)
+	return err
+}
+
+func (c *Client) primaryMAC(ctx context.Context) (net.HardwareAddr, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.primary != nil {
+		return c.primary, nil
+	}
+	body, found, err := c.get(ctx, KeyPrimaryMAC)
+	switch {
+	case err != nil:
+		return nil, err
+	case !found:
+		return nil, &Error{Key: KeyPrimaryMAC, Status: http.StatusNotFound, Err: fmt.Errorf("%w: the instance's primary MAC is missing", ErrMalformed)}
+	}
+	m, err := parseMAC(KeyPrimaryMAC, body)
+	if err != nil {
+		return nil, err
+	}
+	c.primary = m
+	return m, nil
+}
+
+func macKey(mac net.HardwareAddr, key string) string {
+	return "network/interfaces/macs/" + strings.ToLower(mac.String()) + "/" + key
+}
+
+// Lookup returns the facts of the ENI with this MAC. It waits, polling
+// device-number within ctx, while a secondary ENI's attachment propagates.
+func (c *Client) Lookup(ctx context.Context, mac net.HardwareAddr) (*ENI, error) {
+	if len(mac) != 6 {
+		return nil, &Error{Key: "network/interfaces/macs/", Err: fmt.Errorf("%w: %q is not an Ethernet MAC", ErrUnknownMAC, mac.String())}
+	}
+	eni := &ENI{MAC: mac}
+	// Phase 1: device-number, until propagated.
+	poll := c.poll
+	for {
+		key := macKey(mac, KeyDeviceNumber)
+		body, found, err := c.get(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		if !found {
+			return nil, &Error{Key: key, Status: http.StatusNotFound, Err: ErrUnknownMAC}
+		}
+		n, err := parseIndex(key, body)
+		if err != nil {
+			return nil, err
+		}
+		eni.DeviceNumber = n
+		if n != 0 {
+			break
+		}
+		primary, err := c.primaryMAC(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if strings.EqualFold(primary.String(), mac.String()) {
+			eni.Primary = true
+			break
+		}
+		t := time.NewTimer(poll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, &Error{Key: key, Err: fmt.Errorf("%w: %w", ErrNotPropagated, context.Cause(ctx))}
+		case <-t.C:
+		}
+		poll = min(poll*2, 4*c.poll)
+	}
+
+	// Phase 2: the rest, concurrently: on a slow IMDS the lookup costs a
+	// few round trips, not one per key.
+	keys := []string{KeyNetworkCard, KeyInterfaceID, KeyLocalIPv4s, KeyIPv6s, KeyIPv4Prefix, KeyIPv6Prefix}
+	res, err := c.getAll(ctx, mac, keys)
+	if err != nil {
+		return nil, err
+	}
+	if r := res[KeyNetworkCard]; r.found {
+		if eni.NetworkCard, err = parseIndex(r.key, r.body); err != nil {
+			return nil, err
+		}
+		eni.CardKnown = true
+	}
+	if r := res[KeyInterfaceID]; r.found {
+		if eni.InterfaceID, err = parseInterfaceID(r.key, r.body); err != nil {
+			return nil, err
+		}
+	}
+	if eni.LocalIPv4s, err = parseAddrs(res[KeyLocalIPv4s], true); err != nil {
+		return nil, err
+	}
+	if eni.IPv6s, err = parseAddrs(res[KeyIPv6s], false); err != nil {
+		return nil, err
+	}
+	if eni.IPv4Prefixes, err = parsePrefixes(res[KeyIPv4Prefix], true); err != nil {
+		return nil, err
+	}
+	if eni.IPv6Prefixes, err = parsePrefixes(res[KeyIPv6Prefix], false); err != nil {
+		return nil, err
+	}
+
+	// Phase 3: subnets, only for the families the ENI has sources in.
+	keys = keys[:0]
+	if len(eni.LocalIPv4s)+len(eni.IPv4Prefixes) > 0 {
+		keys = append(keys, KeySubnetIPv4CIDR)
+	}
+	if len(eni.IPv6s)+len(eni.IPv6Prefixes) > 0 {
+		keys = append(keys, KeySubnetIPv6CIDRs)
+	}
+	if len(keys) > 0 {
+		if res, err = c.getAll(ctx, mac, keys); err != nil {
+			return nil, err
+		}
+	}
+	if r, ok := res[KeySubnetIPv4CIDR]; ok && r.found {
+		ps, err := parsePrefixes(r, true)
+		if err != nil {
+			return nil, err
+		}
+		if len(ps) != 1 {
+			return nil, malformed(r.key, r.body, "want exactly one CIDR")
+		}
+		eni.SubnetIPv4 = ps[0]
+	}
+	if r, ok := res[KeySubnetIPv6CIDRs]; ok {
+		if eni.SubnetIPv6, err = parsePrefixes(r, false); err != nil {
+			return nil, err
+		}
+	}
+	return eni, nil
+}
+
+type result struct {
+	key   string
+	body  string
+	found bool
+}
+
+// getAll fetches keys of one MAC concurrently; the first error cancels the
+// rest.
+func (c *Client) getAll(ctx context.Context, mac net.HardwareAddr, keys []string) (map[string]result, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	type item struct {
+		name string
+		r    result
+		err  error
+	}
+	ch := make(chan item, len(keys))
+	for _, k := range keys {
+		go func() {
+			key := macKey(mac, k)
+			body, found, err := c.get(ctx, key)
+			ch <- item{k, result{key, body, found}, err}
+		}()
+	}
+	out := make(map[string]result, len(keys))
+	var first error
+	for range keys {
+		it := <-ch
+		if it.err != nil && first == nil {
+			first = it.err
+			cancel(it.err)
+		}
+		out[it.name] = it.r
+	}
+	if first != nil {
+		return nil, first
+	}
+	return out, nil
+}
+
+func malformed(key, body, why string) error {
+	if len(body) > 64 {
+		body = body[:64] + "..."
+	}
+	return &Error{Key: key, Err: fmt.Errorf("%w: %s in %q", ErrMalformed, why, body)}
+}
+
+func lines(body string) []string {
+	var out []string
+	for _, l := range strings.Split(body, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func parseIndex(key, body string) (int, error) {
+	ls := lines(body)
+	if len(ls) != 1 {
+		return 0, malformed(key, body, "want one number")
+	}
+	n, err := strconv.Atoi(ls[0])
+	if err != nil || n < 0 || n > maxIndex {
+		return 0, malformed(key, body, fmt.Sprintf("want a number in 0..%d", maxIndex))
+	}
+	return n, nil
+}
+
+func parseMAC(key, body string) (net.HardwareAddr, error) {
+	ls := lines(body)
+	if len(ls) != 1 {
+		return nil, malformed(key, body, "want one MAC")
+	}
+	m, err := net.ParseMAC(ls[0])
+	if err != nil || len(m) != 6 {
+		return nil, malformed(key, body, "want an Ethernet MAC")
+	}
+	return m, nil
+}
+
+// eni-<hex>; also a valid link altname (ALTIFNAMSIZ is 128).
+var eniID = regexp.MustCompile(`^eni-[0-9a-f]{1,100}$`)
+
+func parseInterfaceID(key, body string) (string, error) {
+	ls := lines(body)
+	if len(ls) != 1 || !eniID.MatchString(ls[0]) {
+		return "", malformed(key, body, "want one eni-<hex> id")
+	}
+	return ls[0], nil
+}
+
+func parseAddrs(r result, v4 bool) ([]netip.Addr, error) {
+	if !r.found {
+		return nil, nil
+	}
+	var out []netip.Addr
+	for _, l := range lines(r.body) {
+		a, err := netip.ParseAddr(l)
+		if err != nil || a.Zone() != "" || a.Is4() != v4 || a.Is4In6() {
+			return nil, malformed(r.key, r.body, "want one "+family(v4)+" address per line")
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+func parsePrefixes(r result, v4 bool) ([]netip.Prefix, error) {
+	if !r.found {
+		return nil, nil
+	}
+	var out []netip.Prefix
+	for _, l := range lines(r.body) {
+		p, err := netip.ParsePrefix(l)
+		if err != nil || p.Addr().Is4() != v4 || p.Addr().Is4In6() {
+			return nil, malformed(r.key, r.body, "want one "+family(v4)+" CIDR per line")
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+func family(v4 bool) string {
+	if v4 {
+		return "IPv4"
+	}
+	return "IPv6"
+}
