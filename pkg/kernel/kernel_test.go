@@ -1,41 +1,25 @@
 package kernel
 
 import (
-	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"os/exec"
 	"testing"
-	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/internal/netnstest"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/plan"
 )
 
 func testHandle(t *testing.T) (*Handle, *netlink.Handle) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for network namespaces")
-	}
-	name := fmt.Sprintf("kt-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v %s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
-	nsh, err := netns.GetFromName(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nsh.Close() })
+	nsh, nl := netnstest.New(t)
 	h, err := NewHandle(uintptr(nsh))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(h.Close)
-	return h, h.Netlink()
+	return h, nl
 }
 
 func TestApplyReadBackUndo(t *testing.T) {

@@ -3,38 +3,18 @@ package linkwait
 import (
 	"context"
 	"errors"
-	"fmt"
-	"os"
-	"os/exec"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/internal/netnstest"
 )
 
-// testNetns creates a throw-away namespace; needs root.
 func testNetns(t *testing.T) (netns.NsHandle, *netlink.Handle, string) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for network namespaces")
-	}
-	name := fmt.Sprintf("lw-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v %s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
-	nsh, err := netns.GetFromName(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nsh.Close() })
-	h, err := netlink.NewHandleAt(nsh)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(h.Close)
-	return nsh, h, name
+	nsh, h := netnstest.New(t)
+	return nsh, h, ""
 }
 
 func addVeth(t *testing.T, h *netlink.Handle, name string) netlink.Link {

@@ -20,43 +20,33 @@ func (d Diff) Empty() bool {
 // removed, which is how a retried ADD converges.
 func Compute(want Plan, haveRules []Rule, haveRoutes []Route) Diff {
 	var d Diff
-	hr := map[Rule]bool{}
-	for _, r := range haveRules {
-		hr[r] = true
-	}
-	wr := map[Rule]bool{}
-	for _, r := range want.Rules {
-		wr[r] = true
-		if hr[r] {
-			d.PresentRules++
-		} else {
-			d.AddRules = append(d.AddRules, r)
-		}
-	}
-	for _, r := range haveRules {
-		if !wr[r] {
-			d.DelRules = append(d.DelRules, r)
-		}
-	}
-	ht := map[Route]bool{}
-	for _, r := range haveRoutes {
-		ht[r] = true
-	}
-	wt := map[Route]bool{}
-	for _, r := range want.Routes {
-		wt[r] = true
-		if ht[r] {
-			d.PresentRoute++
-		} else {
-			d.AddRoutes = append(d.AddRoutes, r)
-		}
-	}
-	for _, r := range haveRoutes {
-		if !wt[r] {
-			d.DelRoutes = append(d.DelRoutes, r)
-		}
-	}
+	d.AddRules, d.DelRules, d.PresentRules = diffSets(want.Rules, haveRules)
+	d.AddRoutes, d.DelRoutes, d.PresentRoute = diffSets(want.Routes, haveRoutes)
 	return d
+}
+
+// diffSets returns the wanted elements missing from have, the elements of
+// have not wanted, and how many wanted ones are already there.
+func diffSets[T comparable](want, have []T) (add, del []T, present int) {
+	inHave := make(map[T]bool, len(have))
+	for _, x := range have {
+		inHave[x] = true
+	}
+	inWant := make(map[T]bool, len(want))
+	for _, x := range want {
+		inWant[x] = true
+		if inHave[x] {
+			present++
+		} else {
+			add = append(add, x)
+		}
+	}
+	for _, x := range have {
+		if !inWant[x] {
+			del = append(del, x)
+		}
+	}
+	return add, del, present
 }
 
 // Missing lists the wanted objects absent from have, for CHECK.
