@@ -56,7 +56,8 @@ type GatewayConf struct {
 	IPv6 string `json:"ipv6,omitempty"`
 }
 
-// IMDSConf configures EC2 instance metadata lookups.
+// IMDSConf configures EC2 instance metadata lookups. Enabled defaults to
+// true, also when the whole `imds` object is omitted.
 type IMDSConf struct {
 	Enabled  *bool  `json:"enabled,omitempty"`
 	Endpoint string `json:"endpoint,omitempty"`
@@ -106,7 +107,7 @@ func Parse(stdin []byte) (*Config, error) {
 		TableBase:   plan.DefaultTableBase,
 		LogFile:     DefaultLogFile,
 		LogLevel:    DefaultLogLevel,
-		IMDS:        IMDS{Enabled: false, Timeout: DefaultIMDSTimeout},
+		IMDS:        IMDS{Enabled: true, Timeout: DefaultIMDSTimeout}, // as the issue and ec2-net-utils: on unless disabled
 	}
 	if nc.LinkTimeout != "" {
 		d, err := time.ParseDuration(nc.LinkTimeout)

@@ -145,6 +145,7 @@ func (p *Plugin) add(args *skel.CmdArgs) (*Outcome, error) {
 			out.Removed = append(out.Removed, c.Summary)
 		}
 	}
+	p.applyAltNames(cfg, args, t, sel, links, metas, out)
 	return out, printResult(cfg, args, sel, links, t)
 }
 
@@ -194,11 +195,13 @@ func (p *Plugin) del(args *skel.CmdArgs, out *Outcome) error {
 	}
 	if args.Netns == "" {
 		out.Note = "no netns: nothing to do"
+		p.releaseAltNames(args, nil, out)
 		return nil
 	}
 	t, err := openTarget(args.Netns)
 	if errors.Is(err, errNoNetns) {
 		out.Note = "netns gone: nothing to do"
+		p.releaseAltNames(args, nil, out)
 		return nil
 	}
 	if err != nil {
@@ -236,6 +239,7 @@ func (p *Plugin) del(args *skel.CmdArgs, out *Outcome) error {
 		out.Removed = append(out.Removed, c.Summary)
 	}
 	out.Tables = sortedKeys(tables)
+	p.releaseAltNames(args, t, out)
 	return nil
 }
 
@@ -325,24 +329,31 @@ func (p *Plugin) check(args *skel.CmdArgs, _ *Outcome) error {
 	return nil
 }
 
-// Status reports readiness. The plugin needs nothing but the kernel, so it
-// is ready whenever it can run.
+// Status reports readiness: the plugin needs the kernel and, when
+// imds.enabled, a reachable IMDS (code 50 otherwise).
 func (p *Plugin) Status(args *skel.CmdArgs) error { return p.invoke("STATUS", args, p.status) }
 
 func (p *Plugin) status(args *skel.CmdArgs, _ *Outcome) error {
-	if _, err := config.Parse(args.StdinData); err != nil {
+	cfg, err := config.Parse(args.StdinData)
+	if err != nil {
 		return err
+	}
+	// With IMDS enabled, ADD needs it: not reachable is code 50.
+	if pinger, ok := p.Metadata.(MetadataPinger); ok && cfg.IMDS.Enabled {
+		return pinger.Ping(p.ctx(), cfg)
 	}
 	return nil
 }
 
-// GC validates its input and succeeds: the plugin keeps no state on the host
-// (its state lives and dies with each task's network namespace, and its lock
-// is flock on the namespace fd), so there is nothing to collect.
+// GC validates its input and drops the altname ownership records of
+// attachments that are no longer valid. Rules and routes need no GC: they
+// live and die with each task's network namespace, and the lock is flock on
+// the namespace fd.
 func (p *Plugin) GC(args *skel.CmdArgs) error { return p.invoke("GC", args, p.gc) }
 
 func (p *Plugin) gc(args *skel.CmdArgs, out *Outcome) error {
-	if _, err := config.Parse(args.StdinData); err != nil {
+	cfg, err := config.Parse(args.StdinData)
+	if err != nil {
 		return err
 	}
 	var gc struct {
@@ -352,7 +363,8 @@ func (p *Plugin) gc(args *skel.CmdArgs, out *Outcome) error {
 	if err := json.Unmarshal(args.StdinData, &gc); err != nil {
 		return types.NewError(types.ErrDecodingFailure, fmt.Sprintf("cni.dev/valid-attachments: %v", err), "")
 	}
-	out.Note = fmt.Sprintf("%d valid attachments; no host state to collect", len(gc.Valid)+len(gc.Old))
+	out.Note = fmt.Sprintf("%d valid attachments", len(gc.Valid)+len(gc.Old))
+	p.collectState(cfg, gc.Valid, gc.Old, out)
 	return nil
 }
 

@@ -37,6 +37,8 @@ type Plugin struct {
 	NewLogger LoggerFactory
 	// Metadata, when set and enabled by config, supplies EC2 facts per ENI.
 	Metadata MetadataSource
+	// StateDir holds altname ownership records; state.DefaultDir when empty.
+	StateDir string
 }
 
 // MetadataSource looks up EC2 facts for an ENI by MAC address.

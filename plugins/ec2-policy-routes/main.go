@@ -26,7 +26,7 @@ func main() {
 		cancel(plugin.ErrSignal())
 	}()
 
-	p := &plugin.Plugin{Ctx: ctx}
+	p := &plugin.Plugin{Ctx: ctx, Metadata: plugin.NewIMDSMetadata()}
 	skel.PluginMainFuncs(skel.CNIFuncs{
 		Add:    p.Add,
 		Del:    p.Del,

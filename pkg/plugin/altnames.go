@@ -1,0 +1,208 @@
+package plugin
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/vishvananda/netlink"
+
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/config"
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/kernel"
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/state"
+)
+
+// Link altnames (eni-..., device-number-N[.C]) are cosmetic: failing to add
+// or remove one never fails a verb; it is reported in the log line's note.
+// Ownership — DEL removes only the names this plugin added — is the one
+// thing the plugin keeps on the host: a state record per attachment
+// (package state), removed by DEL and by GC once the attachment is gone.
+
+func (p *Plugin) store() state.Store {
+	if p.StateDir != "" {
+		return state.Store{Dir: p.StateDir}
+	}
+	return state.Store{Dir: state.DefaultDir}
+}
+
+func addNote(out *Outcome, format string, a ...any) {
+	n := fmt.Sprintf(format, a...)
+	if out.Note != "" {
+		out.Note += "; "
+	}
+	out.Note += n
+}
+
+// applyAltNames adds each selected link's IMDS altnames and records which
+// ones this invocation (or an earlier ADD of the same attachment) added.
+func (p *Plugin) applyAltNames(cfg *config.Config, args *skel.CmdArgs, t *target, sel []selected, links []netlink.Link, metas []*ENIMetadata, out *Outcome) {
+	want := false
+	for _, md := range metas {
+		want = want || (md != nil && len(md.AltNames) > 0)
+	}
+	st := p.store()
+	prev, err := st.Load(args.ContainerID, args.IfName)
+	if err != nil {
+		addNote(out, "altname ownership record unreadable, starting afresh: %v", err)
+		prev = nil
+	}
+	if !want && prev == nil {
+		return
+	}
+	rec := &state.Attachment{Network: cfg.Name, ContainerID: args.ContainerID, IfName: args.IfName, Netns: args.Netns}
+	done := map[int]bool{}
+	type added struct {
+		index int
+		name  string
+	}
+	var fresh []added
+	for i, s := range sel {
+		link := links[i]
+		idx, mac := link.Attrs().Index, link.Attrs().HardwareAddr.String()
+		done[idx] = true
+		owned := map[string]bool{}
+		if prev != nil {
+			for _, l := range prev.Links {
+				if l.Index == idx && l.MAC == mac {
+					for _, n := range l.AltNames {
+						owned[n] = true
+					}
+				}
+			}
+		}
+		var mine []string
+		if md := metas[i]; md != nil {
+			for _, name := range md.AltNames {
+				res, err := t.h.AddAltName(idx, name)
+				switch {
+				case err != nil:
+					addNote(out, "altname %s on %s: %v", name, s.name, err)
+				case res == kernel.AltNameAdded:
+					mine = append(mine, name)
+					fresh = append(fresh, added{idx, name})
+					out.Added = append(out.Added, fmt.Sprintf("+altname %s dev %s", name, s.name))
+				case res == kernel.AltNamePresent && owned[name]:
+					mine = append(mine, name) // ours from an earlier ADD
+				case res == kernel.AltNameTaken:
+					addNote(out, "altname %s is another link's; not added to %s", name, s.name)
+				}
+			}
+		}
+		// Names we added earlier that IMDS no longer lists stay ours, so
+		// that DEL still removes them.
+		for n := range owned {
+			if !slices.Contains(mine, n) && linkHasAltName(t, idx, n) {
+				mine = append(mine, n)
+			}
+		}
+		if len(mine) > 0 {
+			slices.Sort(mine)
+			rec.Links = append(rec.Links, state.Link{IfName: s.name, Index: idx, MAC: mac, AltNames: mine})
+		}
+	}
+	if prev != nil {
+		for _, l := range prev.Links {
+			if !done[l.Index] {
+				rec.Links = append(rec.Links, l) // not in this ADD's selection: keep
+			}
+		}
+	}
+	if err := st.Save(rec); err != nil {
+		// Without the record DEL could not tell these names are ours: take
+		// back what this call added rather than leave them unowned.
+		for _, a := range fresh {
+			_, _ = t.h.DelAltName(a.index, a.name)
+		}
+		out.Added = slices.DeleteFunc(out.Added, func(s string) bool { return strings.HasPrefix(s, "+altname ") })
+		addNote(out, "altnames not added: cannot record ownership: %v", err)
+	}
+}
+
+func linkHasAltName(t *target, index int, name string) bool {
+	l, err := t.h.Netlink().LinkByIndex(index)
+	return err == nil && slices.Contains(l.Attrs().AltNames, name)
+}
+
+// releaseAltNames removes the altnames this plugin added for the
+// attachment, then its record. t is nil when the namespace is gone: the
+// links left with it, so only the record remains to drop.
+func (p *Plugin) releaseAltNames(args *skel.CmdArgs, t *target, out *Outcome) {
+	st := p.store()
+	rec, err := st.Load(args.ContainerID, args.IfName)
+	if err != nil {
+		addNote(out, "altname ownership record unreadable; removing it: %v", err)
+		_ = st.Remove(args.ContainerID, args.IfName)
+		return
+	}
+	if rec == nil {
+		return
+	}
+	keep := false
+	if t != nil {
+		for _, l := range rec.Links {
+			link, err := t.h.Netlink().LinkByIndex(l.Index)
+			if err != nil || link.Attrs().HardwareAddr.String() != l.MAC {
+				continue // the link left (or the index is another link's now)
+			}
+			for _, n := range l.AltNames {
+				removed, err := t.h.DelAltName(l.Index, n)
+				if err != nil {
+					keep = true
+					addNote(out, "altname %s on %s: %v", n, link.Attrs().Name, err)
+					continue
+				}
+				if removed {
+					out.Removed = append(out.Removed, fmt.Sprintf("-altname %s dev %s", n, link.Attrs().Name))
+				}
+			}
+		}
+	}
+	if keep {
+		return // a retried DEL tries again; GC drops the record eventually
+	}
+	if err := st.Remove(args.ContainerID, args.IfName); err != nil {
+		addNote(out, "remove altname ownership record: %v", err)
+	}
+}
+
+// collectState drops the records of attachments the runtime no longer
+// knows, for this network only (GC is per network). Without either
+// attachment list (cnitool gc sends none) nothing is dropped.
+func (p *Plugin) collectState(cfg *config.Config, valid, legacy []types.GCAttachment, out *Outcome) {
+	if valid == nil && legacy == nil {
+		return
+	}
+	st := p.store()
+	st.SweepTemp(time.Minute)
+	live := map[[2]string]bool{}
+	for _, a := range append(slices.Clone(valid), legacy...) {
+		live[[2]string{a.ContainerID, a.IfName}] = true
+	}
+	recs, bad, err := st.List()
+	if err != nil {
+		addNote(out, "list state: %v", err)
+		return
+	}
+	n := 0
+	for name, r := range recs {
+		if r.Network != cfg.Name || live[[2]string{r.ContainerID, r.IfName}] {
+			continue
+		}
+		if err := st.RemoveName(name); err != nil {
+			addNote(out, "remove state %s: %v", name, err)
+			continue
+		}
+		n++
+	}
+	for _, name := range bad {
+		if err := st.RemoveName(name); err == nil {
+			n++
+		}
+	}
+	if n > 0 {
+		addNote(out, "dropped %d stale altname ownership record(s)", n)
+	}
+}

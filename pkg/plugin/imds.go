@@ -1,0 +1,184 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/config"
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/imds"
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/plan"
+)
+
+// MetadataPinger is implemented by metadata sources that can tell STATUS
+// whether they are reachable.
+type MetadataPinger interface {
+	Ping(ctx context.Context, cfg *config.Config) error
+}
+
+// IMDSMetadata is the MetadataSource backed by EC2 IMDSv2. It is meant to
+// live for one invocation: the SDK client (and with it the one session
+// token) is built on first use, and every lookup of the invocation shares
+// one budget of imds.timeout from that first use.
+type IMDSMetadata struct {
+	mu       sync.Mutex
+	client   *imds.Client
+	endpoint string
+	deadline time.Time
+	// Options tunes the client (tests); Endpoint is always the config's.
+	Options imds.Options
+}
+
+// NewIMDSMetadata returns an IMDS-backed source; it does no I/O.
+func NewIMDSMetadata() *IMDSMetadata { return &IMDSMetadata{} }
+
+// errIMDSBudget is the cause of an expired imds.timeout.
+var errIMDSBudget = errors.New("imds.timeout expired")
+
+func (m *IMDSMetadata) session(cfg *config.Config) (*imds.Client, time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.client == nil || m.endpoint != cfg.IMDS.Endpoint {
+		o := m.Options
+		o.Endpoint = cfg.IMDS.Endpoint
+		m.client = imds.New(o)
+		m.endpoint = cfg.IMDS.Endpoint
+		m.deadline = time.Now().Add(cfg.IMDS.Timeout)
+	}
+	return m.client, m.deadline
+}
+
+// Requests counts the HTTP requests sent to IMDS so far in this invocation.
+func (m *IMDSMetadata) Requests() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.client == nil {
+		return 0
+	}
+	return m.client.Requests()
+}
+
+// Lookup implements MetadataSource.
+func (m *IMDSMetadata) Lookup(ctx context.Context, cfg *config.Config, mac net.HardwareAddr) (*ENIMetadata, error) {
+	c, deadline := m.session(cfg)
+	lctx, cancel := context.WithDeadlineCause(ctx, deadline, errIMDSBudget)
+	defer cancel()
+	eni, err := c.Lookup(lctx, mac)
+	if err != nil {
+		return nil, lookupError(ctx, lctx, cfg, c.Endpoint(), mac, err)
+	}
+	return metadataFromENI(cfg, eni)
+}
+
+// Ping implements MetadataPinger: STATUS fails with code 50, naming the
+// endpoint, when IMDS does not answer a token-authenticated request within
+// imds.timeout.
+func (m *IMDSMetadata) Ping(ctx context.Context, cfg *config.Config) error {
+	c, deadline := m.session(cfg)
+	lctx, cancel := context.WithDeadlineCause(ctx, deadline, errIMDSBudget)
+	defer cancel()
+	if err := c.Ping(lctx); err != nil {
+		return types.NewError(types.ErrPluginNotAvailable,
+			fmt.Sprintf("EC2 instance metadata service at %s is not reachable (imds.enabled is true): %v", c.Endpoint(), err), "")
+	}
+	return nil
+}
+
+// lookupError maps a failed lookup to a CNI error. Nothing has been
+// installed when a lookup fails: facts are gathered before any change.
+func lookupError(ctx, lctx context.Context, cfg *config.Config, endpoint string, mac net.HardwareAddr, err error) error {
+	var ie *imds.Error
+	errors.As(err, &ie)
+	switch {
+	case errors.Is(err, imds.ErrUnknownMAC):
+		return types.NewError(types.ErrInvalidNetworkConfig,
+			fmt.Sprintf("IMDS at %s lists no network interface with MAC %s: the link is not an ENI attached to this instance", endpoint, mac), "")
+	case errors.Is(err, imds.ErrNotPropagated):
+		return types.NewError(types.ErrTryAgainLater,
+			fmt.Sprintf("IMDS at %s still reports device-number 0 for MAC %s, which is not the instance's primary MAC, after %s: the ENI attachment has not propagated yet; nothing was installed", endpoint, mac, budgetUsed(ctx, lctx, cfg)), "")
+	case errors.Is(err, imds.ErrMalformed):
+		return types.NewError(types.ErrIOFailure, fmt.Sprintf("IMDS at %s: %v", endpoint, err), "")
+	case errors.Is(context.Cause(ctx), errSignal):
+		return types.NewError(types.ErrTryAgainLater,
+			fmt.Sprintf("interrupted by signal while querying IMDS at %s; nothing was installed", endpoint), "")
+	case lctx.Err() != nil:
+		return types.NewError(types.ErrTryAgainLater,
+			fmt.Sprintf("IMDS at %s did not answer within %s (%v); nothing was installed", endpoint, budgetUsed(ctx, lctx, cfg), err), "")
+	case ie != nil && ie.Status != 0 && ie.Status != http.StatusTooManyRequests && ie.Status < 500:
+		return types.NewError(types.ErrIOFailure, fmt.Sprintf("IMDS at %s refused the request: %v", endpoint, err), "")
+	}
+	// Throttled, server errors or connection errors, retries spent.
+	return types.NewError(types.ErrTryAgainLater,
+		fmt.Sprintf("IMDS at %s is unavailable (%v); nothing was installed", endpoint, err), "")
+}
+
+// budgetUsed names the bound that ended the lookup.
+func budgetUsed(ctx, lctx context.Context, cfg *config.Config) string {
+	if ctx.Err() != nil {
+		return fmt.Sprintf("linkTimeout %s", cfg.LinkTimeout)
+	}
+	return fmt.Sprintf("imds.timeout %s", cfg.IMDS.Timeout)
+}
+
+// metadataFromENI turns IMDS facts into plan input, as ec2-net-utils does:
+// table tableBase + 100*network_card + device_number; one source rule per
+// local IPv4, IPv6 and delegated prefix; subnet routes from the subnet
+// CIDRs; altnames eni-... and device-number-N[.C].
+func metadataFromENI(cfg *config.Config, eni *imds.ENI) (*ENIMetadata, error) {
+	md := &ENIMetadata{
+		Table:       cfg.TableBase + 100*eni.NetworkCard + eni.DeviceNumber,
+		DeviceIndex: eni.DeviceNumber,
+		Card:        eni.NetworkCard,
+	}
+	if err := plan.ValidateTable(md.Table); err != nil {
+		return nil, types.NewError(types.ErrInvalidNetworkConfig,
+			fmt.Sprintf("tableBase %d + 100*network-card %d + device-number %d: %v", cfg.TableBase, eni.NetworkCard, eni.DeviceNumber, err), "")
+	}
+	for _, a := range eni.LocalIPv4s {
+		md.Sources = append(md.Sources, plan.HostPrefix(a))
+	}
+	for _, a := range eni.IPv6s {
+		md.Sources = append(md.Sources, plan.HostPrefix(a))
+	}
+	md.Sources = append(md.Sources, eni.IPv4Prefixes...)
+	md.Sources = append(md.Sources, eni.IPv6Prefixes...)
+	if eni.SubnetIPv4.IsValid() {
+		md.Subnets = append(md.Subnets, eni.SubnetIPv4)
+		// Standalone (ECS) mode has no prevResult gateway; the VPC router
+		// is the subnet's first host. interfaceFacts uses it only when the
+		// link and config give none.
+		if cfg.PrevResult == nil {
+			if gw := firstHost(eni.SubnetIPv4); gw.IsValid() {
+				md.Gateways = append(md.Gateways, gw)
+			}
+		}
+	}
+	md.Subnets = append(md.Subnets, eni.SubnetIPv6...)
+	if eni.InterfaceID != "" {
+		md.AltNames = append(md.AltNames, eni.InterfaceID)
+	}
+	// ec2-net-utils appends ".card" only where IMDS has the key, so
+	// single-card instance types keep the name they always had.
+	dn := fmt.Sprintf("device-number-%d", eni.DeviceNumber)
+	if eni.CardKnown {
+		dn += fmt.Sprintf(".%d", eni.NetworkCard)
+	}
+	md.AltNames = append(md.AltNames, dn)
+	return md, nil
+}
+
+// firstHost is the VPC router's address: the subnet's network address + 1.
+func firstHost(p netip.Prefix) netip.Addr {
+	p = p.Masked()
+	if p.Bits() >= p.Addr().BitLen()-1 {
+		return netip.Addr{}
+	}
+	return p.Addr().Next()
+}
