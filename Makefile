@@ -7,6 +7,7 @@ BIN := bin/ec2-policy-routes
 TOOLS := $(CURDIR)/.tools/bin
 CNITOOL_VERSION := v1.3.0
 PLUGINS_VERSION := v1.10.0
+AEMM_VERSION := v1.13.0
 LDFLAGS := -s -w -X main.Version=$(VERSION)
 
 export CGO_ENABLED := 0
@@ -19,7 +20,7 @@ build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./plugins/ec2-policy-routes
 
 # Helper binaries for tests and the demo, pinned, installed locally.
-tools: $(TOOLS)/cnitool $(TOOLS)/host-device $(TOOLS)/static $(TOOLS)/sbr
+tools: $(TOOLS)/cnitool $(TOOLS)/host-device $(TOOLS)/static $(TOOLS)/sbr $(TOOLS)/ec2-metadata-mock
 
 $(TOOLS)/cnitool:
 	GOBIN=$(TOOLS) $(GO) install github.com/containernetworking/cni/cnitool@$(CNITOOL_VERSION)
@@ -29,6 +30,10 @@ $(TOOLS)/static:
 	GOBIN=$(TOOLS) $(GO) install github.com/containernetworking/plugins/plugins/ipam/static@$(PLUGINS_VERSION)
 $(TOOLS)/sbr:
 	GOBIN=$(TOOLS) $(GO) install github.com/containernetworking/plugins/plugins/meta/sbr@$(PLUGINS_VERSION)
+# AWS's IMDS mock, for the integration test that proves the client speaks to
+# a real IMDS implementation (always run bound to 127.0.0.1).
+$(TOOLS)/ec2-metadata-mock:
+	GOBIN=$(TOOLS) $(GO) install github.com/aws/amazon-ec2-metadata-mock/cmd/ec2-metadata-mock@$(AEMM_VERSION)
 
 # Unit tests run anywhere; integration tests need root and skip without it.
 test: build tools lint
@@ -41,7 +46,8 @@ integration: build tools
 	EC2PR_BIN=$(CURDIR)/$(BIN) EC2PR_TOOLS=$(TOOLS) $(GO) test -count=1 -v ./integration/...
 
 demo: build tools
-	BIN=$(CURDIR)/$(BIN) TOOLS=$(TOOLS) ./scripts/demo.sh
+	$(GO) build -o bin/fake-imds ./integration/cmd/fake-imds
+	BIN=$(CURDIR)/$(BIN) FAKE_IMDS=$(CURDIR)/bin/fake-imds TOOLS=$(TOOLS) ./scripts/demo.sh
 
 lint:
 	$(GO) vet ./...
