@@ -18,6 +18,9 @@ import (
 var Version = "dev"
 
 func main() {
+	if code, ok := command(os.Args[1:], os.Stdout, os.Stderr); ok {
+		os.Exit(code)
+	}
 	ctx, cancel := context.WithCancelCause(context.Background())
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
@@ -27,6 +30,7 @@ func main() {
 	}()
 
 	p := &plugin.Plugin{Ctx: ctx, Metadata: plugin.NewIMDSMetadata()}
+	p.NewLogger = newLogger
 	skel.PluginMainFuncs(skel.CNIFuncs{
 		Add:    p.Add,
 		Del:    p.Del,

@@ -1,0 +1,212 @@
+package doctor
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/kernel"
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/plan"
+)
+
+// nsKey identifies a namespace as the kernel does: the nsfs inode.
+type nsKey struct{ dev, ino uint64 }
+
+func (k nsKey) String() string { return fmt.Sprintf("%d:%d", k.dev, k.ino) }
+
+type nsCandidate struct {
+	key   nsKey
+	open  string // a path to open it by
+	paths []string
+	pids  []int
+}
+
+// maxPIDsListed bounds the PIDs named per namespace in the report.
+const maxPIDsListed = 8
+
+// collectNamespaces finds network namespaces under /var/run/netns, /run/netns
+// and /proc/*/ns/net, deduplicated by (dev, inode). Entries that are not nsfs
+// (a fabricated tree's plain files) are ignored.
+func (d *doctor) collectNamespaces() (map[nsKey]*nsCandidate, []nsKey) {
+	byKey := map[nsKey]*nsCandidate{}
+	var order []nsKey
+	addPath := func(display, p string, pid int) {
+		var st unix.Stat_t
+		if err := unix.Stat(p, &st); err != nil {
+			return
+		}
+		var sfs unix.Statfs_t
+		if err := unix.Statfs(p, &sfs); err != nil || sfs.Type != unix.NSFS_MAGIC {
+			return
+		}
+		k := nsKey{dev: uint64(st.Dev), ino: st.Ino}
+		c := byKey[k]
+		if c == nil {
+			c = &nsCandidate{key: k, open: p}
+			byKey[k] = c
+			order = append(order, k)
+		}
+		if pid > 0 {
+			c.pids = append(c.pids, pid)
+		} else if display != "" {
+			c.paths = append(c.paths, display)
+		}
+	}
+	for _, dir := range []string{"/var/run/netns", "/run/netns"} {
+		ents, _ := os.ReadDir(d.path(dir))
+		for _, e := range ents {
+			addPath(filepath.Join(dir, e.Name()), d.path(filepath.Join(dir, e.Name())), 0)
+		}
+	}
+	for _, pid := range d.pidEntries() {
+		addPath("", d.path(fmt.Sprintf("/proc/%d/ns/net", pid)), pid)
+	}
+	for _, c := range byKey { // /var/run/netns and /run/netns are usually one dir
+		c.paths = dedupe(c.paths)
+	}
+	return byKey, order
+}
+
+func dedupe(in []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range in {
+		real := s
+		if strings.HasPrefix(s, "/var/run/") {
+			real = strings.TrimPrefix(s, "/var")
+		}
+		if !seen[real] {
+			seen[real] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// selfNetns is the doctor's own (host) namespace, never under the root.
+func selfNetns() (nsKey, bool) {
+	var st unix.Stat_t
+	if err := unix.Stat(fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid()), &st); err != nil {
+		return nsKey{}, false
+	}
+	return nsKey{dev: uint64(st.Dev), ino: st.Ino}, true
+}
+
+func (d *doctor) checkNetns() {
+	c := Check{ID: CheckNetns}
+	byKey, order := d.collectNamespaces()
+	host, hostOK := selfNetns()
+	d.rep.NamespacesScanned = len(order)
+	var rules, routes, orphans int
+	var errs []string
+	var inHost bool
+	for _, k := range order {
+		cand := byKey[k]
+		ns := Namespace{ID: k.String(), Paths: cand.paths, Host: hostOK && k == host, Rules: []string{}, Routes: []string{}, Tables: []int{}}
+		sort.Ints(cand.pids)
+		if len(cand.pids) > maxPIDsListed {
+			ns.PIDs = cand.pids[:maxPIDsListed]
+		} else {
+			ns.PIDs = cand.pids
+		}
+		if err := readNamespace(cand.open, &ns); err != nil {
+			ns.Error = err.Error()
+			errs = append(errs, fmt.Sprintf("%s: %v", label(ns), err))
+			d.rep.NamespaceErrors++
+			continue
+		}
+		if len(ns.Rules)+len(ns.Routes) == 0 {
+			continue
+		}
+		rules += len(ns.Rules)
+		routes += len(ns.Routes)
+		orphans += len(ns.OrphanTables)
+		inHost = inHost || ns.Host
+		d.rep.Namespaces = append(d.rep.Namespaces, ns)
+	}
+	c.Details = errs
+	summary := fmt.Sprintf("%d network namespaces scanned, %d with policy routing of ours (%d rules, %d routes)",
+		len(order), len(d.rep.Namespaces), rules, routes)
+	switch {
+	case inHost:
+		c.Status = StatusProblem
+		c.Summary = fmt.Sprintf("%s; rules or routes with protocol %d are in the HOST namespace, which the plugin never configures", summary, plan.Protocol)
+		c.Hint = fmt.Sprintf("inspect with ip rule / ip route show table all proto %d and remove them by hand", plan.Protocol)
+	case orphans > 0:
+		c.Status = StatusWarn
+		c.Summary = fmt.Sprintf("%s; %d tables of ours have no route through a link left (interface gone); the next ADD or DEL in that namespace removes them", summary, orphans)
+	case len(errs) > 0:
+		c.Status = StatusWarn
+		c.Summary = fmt.Sprintf("%s; %d namespaces could not be read (run as root)", summary, len(errs))
+	default:
+		c.Status, c.Summary = StatusOK, summary
+	}
+	d.add(c)
+}
+
+func label(ns Namespace) string {
+	if len(ns.Paths) > 0 {
+		return ns.Paths[0]
+	}
+	if len(ns.PIDs) > 0 {
+		return "pid " + strconv.Itoa(ns.PIDs[0])
+	}
+	return "netns " + ns.ID
+}
+
+// readNamespace lists our rules and routes in the namespace at path.
+func readNamespace(path string, ns *Namespace) error {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	h, err := kernel.NewHandle(uintptr(fd))
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	st, err := h.ReadState()
+	if err != nil {
+		return err
+	}
+	names := map[int]string{}
+	linkName := func(idx int) string {
+		if n, ok := names[idx]; ok {
+			return n
+		}
+		n := "#" + strconv.Itoa(idx)
+		if l, err := h.Netlink().LinkByIndex(idx); err == nil {
+			n = l.Attrs().Name
+		}
+		names[idx] = n
+		return n
+	}
+	tables := map[int]bool{}
+	for _, r := range st.OurRules {
+		ns.Rules = append(ns.Rules, r.String())
+		tables[r.Table] = true
+	}
+	for _, r := range st.OurRoutes {
+		s := r.String()
+		if r.LinkIndex != 0 {
+			s = strings.Replace(s, fmt.Sprintf(" dev #%d", r.LinkIndex), " dev "+linkName(r.LinkIndex), 1)
+		}
+		ns.Routes = append(ns.Routes, s)
+		tables[r.Table] = true
+	}
+	for t := range tables {
+		ns.Tables = append(ns.Tables, t)
+	}
+	sort.Ints(ns.Tables)
+	for t := range st.OrphanTables() {
+		ns.OrphanTables = append(ns.OrphanTables, t)
+	}
+	sort.Ints(ns.OrphanTables)
+	return nil
+}

@@ -1,0 +1,242 @@
+package doctor
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// WriteText renders the report for a person.
+func WriteText(w io.Writer, r *Report) error {
+	var b strings.Builder
+	host := r.Hostname
+	if r.Root != "/" {
+		host = "root " + r.Root
+	}
+	fmt.Fprintf(&b, "ec2-policy-routes doctor %s — %s — %s\n\n", r.Version, host, r.Time.Format("2006-01-02T15:04:05Z"))
+	for _, c := range r.Checks {
+		fmt.Fprintf(&b, "%-9s %s: %s\n", "["+strings.ToUpper(string(c.Status))+"]", c.ID, c.Summary)
+		for _, d := range c.Details {
+			fmt.Fprintf(&b, "            %s\n", d)
+		}
+		if c.Hint != "" && c.Status != StatusOK {
+			fmt.Fprintf(&b, "          → %s\n", c.Hint)
+		}
+	}
+	if len(r.Namespaces) > 0 {
+		b.WriteString("\nPolicy routing owned by ec2-policy-routes (protocol 236), per network namespace:\n")
+		for _, ns := range r.Namespaces {
+			fmt.Fprintf(&b, "  %s\n", nsTitle(ns))
+			for _, s := range ns.Rules {
+				fmt.Fprintf(&b, "    %s\n", s)
+			}
+			for _, s := range ns.Routes {
+				fmt.Fprintf(&b, "    %s\n", s)
+			}
+			if len(ns.OrphanTables) > 0 {
+				fmt.Fprintf(&b, "    orphaned tables (no link left): %v\n", ns.OrphanTables)
+			}
+		}
+	}
+	verdict := "HEALTHY"
+	if !r.Healthy {
+		verdict = "PROBLEMS FOUND"
+	}
+	fmt.Fprintf(&b, "\n%s: %d problems, %d warnings\n", verdict, r.Problems, r.Warnings)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func nsTitle(ns Namespace) string {
+	var parts []string
+	if ns.Host {
+		parts = append(parts, "HOST namespace")
+	}
+	parts = append(parts, ns.Paths...)
+	if len(ns.PIDs) > 0 {
+		ps := make([]string, len(ns.PIDs))
+		for i, p := range ns.PIDs {
+			ps[i] = strconv.Itoa(p)
+		}
+		parts = append(parts, "pids "+strings.Join(ps, ","))
+	}
+	return strings.Join(parts, " ") + " [nsfs " + ns.ID + "] tables " + fmt.Sprint(ns.Tables)
+}
+
+// WriteJSON renders the report as one JSON document (for SSM Run Command
+// and fleet collection).
+func WriteJSON(w io.Writer, r *Report) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// MetricPrefix starts every metric name.
+const MetricPrefix = "ec2_policy_routes_doctor_"
+
+// WritePrometheus renders the report in the node_exporter textfile
+// collector format. Write it to a temporary file and rename it into the
+// collector directory so the collector never reads half a file.
+func WritePrometheus(w io.Writer, r *Report) error {
+	var b strings.Builder
+	metric := func(name, help string, samples ...string) {
+		fmt.Fprintf(&b, "# HELP %s%s %s\n# TYPE %s%s gauge\n", MetricPrefix, name, help, MetricPrefix, name)
+		for _, s := range samples {
+			fmt.Fprintf(&b, "%s%s%s\n", MetricPrefix, name, s)
+		}
+	}
+	val := func(v any) string { return " " + fmt.Sprint(v) }
+	b2i := func(ok bool) int {
+		if ok {
+			return 1
+		}
+		return 0
+	}
+	metric("healthy", "1 when no check found a problem.", val(b2i(r.Healthy)))
+	metric("problems", "Checks that found a problem.", val(r.Problems))
+	metric("warnings", "Checks that raised a warning.", val(r.Warnings))
+	var checks []string
+	for _, c := range r.Checks {
+		checks = append(checks, fmt.Sprintf("{check=%q,status=%q} 1", c.ID, c.Status))
+	}
+	metric("check", "One series per check; the status label is ok, warn, problem or skip.", checks...)
+
+	missing := map[string]bool{}
+	for _, p := range r.Processes {
+		if !p.InterfaceExists {
+			missing[p.Interface] = true
+		}
+	}
+	metric("setup_policy_routes_processes", "Running ec2-net-utils setup-policy-routes processes.", val(len(r.Processes)))
+	metric("setup_policy_routes_missing_interfaces", "Distinct interfaces missing from /sys/class/net that setup-policy-routes processes wait for.", val(len(missing)))
+	var stale int
+	for _, l := range r.LockFiles {
+		if l.Stale {
+			stale++
+		}
+	}
+	metric("lock_files", "ec2-net-utils per-interface lock files.", val(len(r.LockFiles)))
+	metric("stale_lock_files", "ec2-net-utils lock files whose owner is dead or not setup-policy-routes.", val(stale))
+	if r.UnitsListed {
+		states := map[string]int{}
+		var missingUnits int
+		for _, u := range r.Units {
+			states[u.Active]++
+			if liveState(u.Active) && !u.InterfaceExists {
+				missingUnits++
+			}
+		}
+		keys := make([]string, 0, len(states))
+		for k := range states {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		var samples []string
+		for _, k := range keys {
+			samples = append(samples, fmt.Sprintf("{active=%q} %d", k, states[k]))
+		}
+		if len(samples) == 0 {
+			samples = []string{`{active="active"} 0`}
+		}
+		metric("policy_routes_units", "policy-routes@ and refresh-policy-routes@ units by ACTIVE state.", samples...)
+		metric("policy_routes_units_missing_interface", "Live policy-routes units whose interface is missing from /sys/class/net.", val(missingUnits))
+	}
+	if r.Load != nil {
+		metric("load1", "1-minute load average.", val(r.Load.Load1))
+		metric("load15", "15-minute load average.", val(r.Load.Load15))
+		metric("cpus", "CPUs counted in /proc/stat.", val(r.Load.CPUs))
+	}
+	var rules, routes, orphans int
+	for _, ns := range r.Namespaces {
+		rules += len(ns.Rules)
+		routes += len(ns.Routes)
+		orphans += len(ns.OrphanTables)
+	}
+	metric("netns_scanned", "Network namespaces scanned.", val(r.NamespacesScanned))
+	metric("netns_errors", "Network namespaces that could not be read.", val(r.NamespaceErrors))
+	metric("netns_with_policy_routing", "Network namespaces holding rules or routes of ec2-policy-routes.", val(len(r.Namespaces)))
+	metric("owned_rules", "Rules with protocol 236 across namespaces.", val(rules))
+	metric("owned_routes", "Routes with protocol 236 across namespaces.", val(routes))
+	metric("orphan_tables", "Tables of ours with no route through a link left.", val(orphans))
+	metric("last_run_timestamp_seconds", "When the doctor ran.", val(r.Time.Unix()))
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// Usage is the doctor's help text.
+const Usage = `usage: ec2-policy-routes doctor [--json | --prometheus] [--root DIR] [--systemctl PATH|none] [--skip-netns]
+
+Checks this host for the amazon-ec2-net-utils stuck-loop failure and for the
+setup ec2-policy-routes expects, and lists per network namespace the rules and
+routes the plugin owns (protocol 236). Run as root to read every namespace.
+
+Checks: setup-policy-routes processes waiting for interfaces missing from
+/sys/class/net; stale ec2-net-utils lock files (owner dead); policy-routes@ and
+refresh-policy-routes@ units (via systemctl); whether ec2-net-utils' udev rule
+is overridden for task ENIs; the iproute2 protocol name; systemd-networkd's
+ManageForeignRoutingPolicyRules; the installed binary; load average.
+
+Output: text (default), --json (one document, for SSM Run Command), or
+--prometheus (node_exporter textfile format; write to a temporary file and
+rename it into the collector directory).
+
+Exit status: 0 healthy (warnings allowed), 1 problems found, 2 usage error.
+
+Flags:
+`
+
+// Main runs the doctor CLI and returns the exit code.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer, version string) int {
+	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	asProm := fs.Bool("prometheus", false, "print node_exporter textfile metrics")
+	root := fs.String("root", "/", "read host paths (/proc, /run, /sys, /etc, ...) below `DIR` (fixtures, copied trees)")
+	systemctl := fs.String("systemctl", "", "systemctl `binary`; none skips the unit check (default: from PATH when --root is /)")
+	skipNetns := fs.Bool("skip-netns", false, "do not scan network namespaces")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, Usage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "doctor: unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return 2
+	}
+	if *asJSON && *asProm {
+		fmt.Fprintln(stderr, "doctor: --json and --prometheus are exclusive")
+		return 2
+	}
+	rep, err := Run(ctx, Options{Root: *root, Systemctl: *systemctl, SkipNetns: *skipNetns, Version: version})
+	if err != nil {
+		fmt.Fprintf(stderr, "doctor: %v\n", err)
+		return 2
+	}
+	switch {
+	case *asJSON:
+		err = WriteJSON(stdout, rep)
+	case *asProm:
+		err = WritePrometheus(stdout, rep)
+	default:
+		err = WriteText(stdout, rep)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "doctor: %v\n", err)
+		return 2
+	}
+	if !rep.Healthy {
+		return 1
+	}
+	return 0
+}

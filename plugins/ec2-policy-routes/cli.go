@@ -1,0 +1,64 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/doctor"
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/logging"
+)
+
+// usage is the --help text (also the man page's synopsis, packaging/).
+const usage = `ec2-policy-routes %s — CNI meta plugin: per-ENI source policy routing in a task's network namespace
+
+Run by a container runtime (CNI_COMMAND set): ADD, DEL, CHECK, STATUS, GC, VERSION,
+with the network configuration on stdin. See README / man ec2-policy-routes(8).
+
+Run by a person (CNI_COMMAND unset):
+  ec2-policy-routes doctor [--json|--prometheus] [--root DIR] [--systemctl PATH|none] [--skip-netns]
+        check the host for stuck ec2-net-utils setup-policy-routes processes, stale
+        locks, policy-routes@ units, the udev override, and list the rules/routes this
+        plugin owns per network namespace. Exit 0 healthy, 1 problems found.
+  ec2-policy-routes --version    print the version
+  ec2-policy-routes --help       this text
+
+Log: JSON lines, one per invocation, in logFile (default /var/log/ecs/ec2-policy-routes.log)
+at logLevel (default info). Environment overrides: EC2_POLICY_ROUTES_LOG_FILE (a path,
+"stderr" or "off"), EC2_POLICY_ROUTES_LOG_LEVEL, EC2_POLICY_ROUTES_LOG_MAX_SIZE (default 10M),
+EC2_POLICY_ROUTES_LOG_MAX_BACKUPS (default 5).
+`
+
+// command handles invocations by a person. It returns ok=false when the
+// process is a CNI invocation (CNI_COMMAND set) or has no arguments, which
+// skel handles as before.
+func command(args []string, stdout, stderr io.Writer) (code int, ok bool) {
+	if os.Getenv("CNI_COMMAND") != "" || len(args) == 0 {
+		return 0, false
+	}
+	switch args[0] {
+	case "doctor":
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+		defer stop()
+		return doctor.Main(ctx, args[1:], stdout, stderr, Version), true
+	case "--version", "-version", "version", "-v":
+		fmt.Fprintf(stdout, "ec2-policy-routes %s\n", Version)
+		return 0, true
+	case "--help", "-help", "help", "-h":
+		fmt.Fprintf(stdout, usage, Version)
+		return 0, true
+	}
+	fmt.Fprintf(stderr, "ec2-policy-routes: unknown command %q (CNI_COMMAND is not set)\n\n", args[0])
+	fmt.Fprintf(stderr, usage, Version)
+	return 2, true
+}
+
+// newLogger is the plugin's LoggerFactory: the configured file and level,
+// with the EC2_POLICY_ROUTES_LOG_* environment overrides.
+func newLogger(file, level string) (*slog.Logger, func()) {
+	return logging.New(logging.Options{File: file, Level: level})
+}
