@@ -82,7 +82,7 @@ type Options struct {
 	// MaxAttempts per request (first try included); 3 when zero.
 	MaxAttempts int
 	// PropagationPoll is the first interval between device-number polls
-	// while an attachment propagates (doubling up to 4x); 100 ms when zero.
+	// while an attachment propagates (doubling up to 5x); 50 ms when zero.
 	PropagationPoll time.Duration
 	// HTTPClient replaces the default transport (tests).
 	HTTPClient sdkimds.HTTPClient
@@ -106,7 +106,7 @@ func New(o Options) *Client {
 		c.endpoint = DefaultEndpoint
 	}
 	if c.poll <= 0 {
-		c.poll = 100 * time.Millisecond
+		c.poll = 50 * time.Millisecond
 	}
 	attempts := o.MaxAttempts
 	if attempts <= 0 {
@@ -319,7 +319,7 @@ func (c *Client) Lookup(ctx context.Context, mac net.HardwareAddr) (*ENI, error)
 			return nil, &Error{Key: key, Err: fmt.Errorf("%w: %w", ErrNotPropagated, context.Cause(ctx))}
 		case <-t.C:
 		}
-		poll = min(poll*2, 4*c.poll)
+		poll = min(poll*2, 5*c.poll)
 	}
 
 	// Phase 2: the rest, concurrently: on a slow IMDS the lookup costs a
