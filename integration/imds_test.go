@@ -161,7 +161,7 @@ func TestIMDSTwoENIsRuleByRule(t *testing.T) {
 	})
 	imdsEqual(t, "routes", imdsRoutes(t, nl), []string{
 		"10001 10.0.1.0/24 dev eth1 src 10.0.1.25",
-		"10001 default via 10.0.1.1 dev eth1", // from the link's main route
+		"10001 default via 10.0.1.1 dev eth1",     // from the link's main route
 		"10102 10.0.2.0/24 dev eth2 src 10.0.2.9", // the VPC subnet, not the /28 mask
 		"10102 2001:db8:2::/64 dev eth2",
 		"10102 default via 10.0.2.1 dev eth2", // no gateway on the link: the VPC router
