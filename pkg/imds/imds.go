@@ -18,7 +18,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -465,12 +464,20 @@ func parseMAC(key, body string) (net.HardwareAddr, error) {
 	return m, nil
 }
 
-// eni-<hex>; also a valid link altname (ALTIFNAMSIZ is 128).
-var eniID = regexp.MustCompile(`^eni-[0-9a-f]{1,100}$`)
-
+// parseInterfaceID accepts eni-<hex>, which is also a valid link altname
+// (ALTIFNAMSIZ is 128). No regexp: package init stays free.
 func parseInterfaceID(key, body string) (string, error) {
 	ls := lines(body)
-	if len(ls) != 1 || !eniID.MatchString(ls[0]) {
+	ok := len(ls) == 1 && len(ls[0]) > 4 && len(ls[0]) <= 104 && strings.HasPrefix(ls[0], "eni-")
+	if ok {
+		for _, c := range ls[0][4:] {
+			if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+				ok = false
+				break
+			}
+		}
+	}
+	if !ok {
 		return "", malformed(key, body, "want one eni-<hex> id")
 	}
 	return ls[0], nil
