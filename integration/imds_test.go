@@ -320,6 +320,10 @@ func TestIMDSGCDropsStaleRecord(t *testing.T) {
 	if !imdsExists(statePath) {
 		t.Fatal("no ownership record")
 	}
+	// The README's count for one IPv4-only ENI: token + 8 GETs.
+	if fake.Count() != 9 || fake.TokensIssued() != 1 {
+		t.Errorf("ADD of one ENI made %d IMDS requests (%d tokens), want 9 (1): %v", fake.Count(), fake.TokensIssued(), fake.Requests())
+	}
 	gc := func(valid string) {
 		t.Helper()
 		in := strings.TrimSuffix(string(conf), "}") + `,"cni.dev/valid-attachments":` + valid + `}`
