@@ -23,14 +23,15 @@ type MetadataPinger interface {
 	Ping(ctx context.Context, cfg *config.Config) error
 }
 
-// IMDSMetadata is the MetadataSource backed by EC2 IMDSv2. It is meant to
-// live for one invocation: the SDK client (and with it the one session
-// token) is built on first use, and every lookup of the invocation shares
-// one budget of imds.timeout from that first use.
+// IMDSMetadata is the MetadataSource backed by EC2 IMDSv2. Per invocation
+// (recognised by its parsed *config.Config, which every verb makes afresh)
+// the SDK client, and with it the one session token, is built on first use,
+// and every lookup of the invocation shares one budget of imds.timeout from
+// that first use.
 type IMDSMetadata struct {
 	mu       sync.Mutex
 	client   *imds.Client
-	endpoint string
+	cfg      *config.Config // the invocation the client and budget belong to
 	deadline time.Time
 	// Options tunes the client (tests); Endpoint is always the config's.
 	Options imds.Options
@@ -45,11 +46,11 @@ var errIMDSBudget = errors.New("imds.timeout expired")
 func (m *IMDSMetadata) session(cfg *config.Config) (*imds.Client, time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.client == nil || m.endpoint != cfg.IMDS.Endpoint {
+	if m.client == nil || m.cfg != cfg {
 		o := m.Options
 		o.Endpoint = cfg.IMDS.Endpoint
 		m.client = imds.New(o)
-		m.endpoint = cfg.IMDS.Endpoint
+		m.cfg = cfg
 		m.deadline = time.Now().Add(cfg.IMDS.Timeout)
 	}
 	return m.client, m.deadline

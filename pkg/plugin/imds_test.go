@@ -316,6 +316,23 @@ func TestDelWithoutNetnsDropsRecord(t *testing.T) {
 	}
 }
 
+// A new invocation (a new parsed config) gets a new budget and token, also
+// when the same Plugin value is reused in-process.
+func TestMetadataSessionPerInvocation(t *testing.T) {
+	f := mdFake()
+	url := imdsfake.Start(t, f)
+	m := NewIMDSMetadata()
+	for i := 0; i < 2; i++ {
+		cfg := mdConfig(t, `,"imds":{"endpoint":"`+url+`"}`)
+		if _, err := m.Lookup(context.Background(), cfg, hw(t, mdENI1)); err != nil {
+			t.Fatalf("invocation %d: %v", i, err)
+		}
+	}
+	if f.TokensIssued() != 2 || m.deadline.Sub(time.Now()) < 2*time.Second {
+		t.Errorf("%d tokens for two invocations; budget left %v", f.TokensIssued(), time.Until(m.deadline))
+	}
+}
+
 // Package imds must stay cheap to import: nothing at init, the client is
 // built on first use.
 func TestIMDSMetadataIsLazy(t *testing.T) {
