@@ -1,0 +1,79 @@
+package plugin
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/vishvananda/netlink"
+
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/imdsfake"
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/internal/netnstest"
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/plan"
+)
+
+// An in-process ADD against an IMDS that accepts connections and never
+// answers: it ends within imds.timeout + 100 ms with code 11, and nothing
+// (rule, route, altname, ownership record) is installed. Needs root for the
+// namespace; skips otherwise.
+func TestAddAgainstHangingIMDS(t *testing.T) {
+	nsh, nl := netnstest.New(t)
+	la := netlink.NewLinkAttrs()
+	la.Name = "eth0"
+	la.HardwareAddr, _ = net.ParseMAC(mdENI1)
+	if err := nl.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: "peer0"}); err != nil {
+		t.Fatal(err)
+	}
+	link, err := nl.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := netlink.ParseAddr("10.0.1.25/24")
+	if err := nl.AddrAdd(link, addr); err != nil {
+		t.Fatal(err)
+	}
+	if err := nl.LinkSetUp(link); err != nil {
+		t.Fatal(err)
+	}
+
+	f := mdFake()
+	f.SetHang(true)
+	url := imdsfake.Start(t, f)
+	stateDir := t.TempDir()
+	p := &Plugin{Metadata: NewIMDSMetadata(), StateDir: stateDir}
+	const timeout = 500 * time.Millisecond
+	stdin := fmt.Sprintf(`{"cniVersion":"0.3.0","name":"n","type":"ec2-policy-routes","imds":{"endpoint":%q,"timeout":%q}}`, url, timeout)
+	args := &skel.CmdArgs{ContainerID: "c", IfName: "eth0", StdinData: []byte(stdin),
+		Netns: fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), int(nsh))}
+	t0 := time.Now()
+	err = p.Add(args)
+	el := time.Since(t0)
+	wantCode(t, err, types.ErrTryAgainLater, "nothing was installed", url)
+	if el > timeout+100*time.Millisecond {
+		t.Errorf("ADD took %v with imds.timeout %v", el, timeout)
+	}
+	rules, err := nl.RuleList(netlink.FAMILY_ALL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rules {
+		if int(r.Protocol) == plan.Protocol {
+			t.Errorf("rule installed: %v", r)
+		}
+	}
+	routes, err := nl.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: 0, Protocol: plan.Protocol},
+		netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
+	if err != nil || len(routes) != 0 {
+		t.Errorf("routes installed: %v %v", routes, err)
+	}
+	if l, _ := nl.LinkByName("eth0"); len(l.Attrs().AltNames) != 0 {
+		t.Errorf("altnames added: %v", l.Attrs().AltNames)
+	}
+	if entries, _ := os.ReadDir(stateDir); len(entries) != 0 {
+		t.Errorf("state written: %v", entries)
+	}
+}
