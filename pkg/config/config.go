@@ -250,10 +250,18 @@ func ValidateIfName(name string) error {
 		return fmt.Errorf("interface name %q is longer than %d bytes", name, maxIfNameLen)
 	case name == "." || name == "..":
 		return fmt.Errorf("interface name %q is not allowed", name)
-	case strings.ContainsAny(name, "/: \t\n\x00"):
+	case strings.IndexFunc(name, badIfNameRune) >= 0 || strings.IndexByte(name, 0xa0) >= 0:
 		return fmt.Errorf("interface name %q contains '/', ':', a space or a control character", name)
 	}
 	return nil
+}
+
+// badIfNameRune covers the kernel's dev_valid_name ('/', ':', isspace: also
+// \v, \f, \r) and every other control character, which would otherwise
+// reach the link lookup and fail only at linkTimeout. Byte 0xa0, a space to
+// the kernel's isspace, is checked byte-wise by the caller.
+func badIfNameRune(r rune) bool {
+	return r == '/' || r == ':' || r == ' ' || r < 0x20 || r == 0x7f
 }
 
 func validatePrevResult(r *current.Result) error {

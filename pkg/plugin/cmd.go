@@ -200,6 +200,11 @@ func (p *Plugin) del(args *skel.CmdArgs, out *Outcome) error {
 	}
 	t, err := openTarget(args.Netns)
 	if errors.Is(err, errNoNetns) {
+		// After a successful DEL, skel opens CNI_NETNS again (plain open)
+		// to compare it with the plugin's namespace: on a FIFO that blocks
+		// forever, ignoring SIGTERM. openTarget already did that check and
+		// found no namespace at the path; tell skel to skip its own.
+		args.NetnsOverride = "1"
 		out.Note = "netns gone: nothing to do"
 		p.releaseAltNames(args, nil, out)
 		return nil

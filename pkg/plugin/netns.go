@@ -36,6 +36,14 @@ var errNoNetns = errors.New("network namespace is gone")
 // refuses the plugin's own namespace: policy routes there would reroute the
 // host.
 func openTarget(path string) (*target, error) {
+	// ns.GetNS also opens procfs files (any /proc path); refuse anything
+	// that is not on nsfs before opening it, so a hostile CNI_NETNS never
+	// gets opened (a FIFO would block, a device could react to open).
+	var sfs unix.Statfs_t
+	if unix.Statfs(path, &sfs) == nil && sfs.Type != unix.NSFS_MAGIC {
+		return nil, fmt.Errorf("%w: %w", errNoNetns,
+			types.NewError(types.ErrInvalidEnvironmentVariables, fmt.Sprintf("CNI_NETNS %s is not a network namespace", path), ""))
+	}
 	n, err := ns.GetNS(path)
 	if err != nil {
 		var missing ns.NSPathNotExistErr
@@ -49,6 +57,14 @@ func openTarget(path string) (*target, error) {
 				types.NewError(types.ErrInvalidEnvironmentVariables, fmt.Sprintf("CNI_NETNS %s is not a network namespace", path), ""))
 		}
 		return nil, types.NewError(types.ErrIOFailure, fmt.Sprintf("open CNI_NETNS %s: %v", path, err), "")
+	}
+	// nsfs also holds mount, pid, user... namespaces (/proc/self/ns/mnt):
+	// setns would fail with EINVAL and DEL would report an I/O error
+	// instead of "nothing to clean". Ask the kernel for the type.
+	if !isNetns(int(n.Fd())) {
+		_ = n.Close()
+		return nil, fmt.Errorf("%w: %w", errNoNetns,
+			types.NewError(types.ErrInvalidEnvironmentVariables, fmt.Sprintf("CNI_NETNS %s is not a network namespace", path), ""))
 	}
 	own, err := isOwnNetns(int(n.Fd()))
 	if err != nil {
@@ -80,4 +96,19 @@ func isOwnNetns(fd int) (bool, error) {
 		return false, err
 	}
 	return a.Dev == b.Dev && a.Ino == b.Ino, nil
+}
+
+// nsGetNSType is NS_GET_NSTYPE, _IO(0xb7, 0x3) in linux/nsfs.h (Linux 4.11+).
+const nsGetNSType = 0xb703
+
+// isNetns reports whether fd is a network namespace. On a kernel without
+// NS_GET_NSTYPE (ENOTTY on nsfs too) it trusts an nsfs file and lets setns
+// decide.
+func isNetns(fd int) bool {
+	t, err := unix.IoctlRetInt(fd, nsGetNSType)
+	if err == nil {
+		return t == unix.CLONE_NEWNET
+	}
+	var st unix.Statfs_t
+	return errors.Is(err, unix.ENOTTY) && unix.Fstatfs(fd, &st) == nil && st.Type == unix.NSFS_MAGIC
 }
