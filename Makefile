@@ -56,3 +56,12 @@ lint:
 
 clean:
 	rm -rf bin .tools
+
+# Performance against upstream sbr in one interleaved run (root; ~3-4 min);
+# writes docs/BENCHMARKS.md. Quick run that only prints:
+# make bench BENCHFLAGS=-quick. Not run by CI.
+.PHONY: bench
+bench: build tools
+	$(GO) build -trimpath -ldflags "-s -w" -o bin/bench-empty ./integration/bench/empty
+	$(GO) build -o bin/bench ./integration/bench
+	$(if $(filter 0,$(shell id -u)),,sudo) ./bin/bench -bin $(BIN) -sbr $(TOOLS)/sbr -empty bin/bench-empty $(BENCHFLAGS)
