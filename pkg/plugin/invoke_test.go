@@ -75,7 +75,7 @@ func TestEveryVerbLogsExactlyOneLine(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			c := &capture{}
-			p := &Plugin{NewLogger: c.factory}
+			p := &Plugin{NewLogger: c.factory, StateDir: t.TempDir()} // never the host's /run state
 			args := &skel.CmdArgs{ContainerID: "ctr-1", Netns: tc.netns, IfName: "eth0", StdinData: []byte(tc.stdin)}
 			verbs := map[string]func(*skel.CmdArgs) error{"ADD": p.Add, "DEL": p.Del, "CHECK": p.Check, "STATUS": p.Status, "GC": p.GC}
 			err := verbs[tc.verb](args)
