@@ -49,6 +49,25 @@ demo: build tools
 	$(GO) build -o bin/fake-imds ./integration/cmd/fake-imds
 	BIN=$(CURDIR)/$(BIN) FAKE_IMDS=$(CURDIR)/bin/fake-imds TOOLS=$(TOOLS) ./scripts/demo.sh
 
+# .rpm (Amazon Linux 2023) and .deb per architecture into dist/, with nfpm
+# run as a Go tool of packaging/tools/go.mod (kept out of the plugin's
+# go.mod). Contents: packaging/nfpm.yaml; checked by go test ./packaging.
+PKG_ARCHES ?= amd64 arm64
+PKG_VERSION ?= $(shell echo '$(VERSION)' | sed -E 's/^v([0-9])/\1/; s/^([^0-9])/0.0.0+\1/; s/-/./g')
+PKG_MAINTAINER ?= ec2-policy-routes maintainers <maintainers@ec2-policy-routes.invalid>
+NFPM := $(GO) tool -modfile=packaging/tools/go.mod nfpm
+
+.PHONY: package
+package:
+	@mkdir -p dist
+	@set -e; for arch in $(PKG_ARCHES); do \
+	  GOARCH=$$arch $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o dist/$$arch/ec2-policy-routes ./plugins/ec2-policy-routes; \
+	  for format in rpm deb; do \
+	    PKG_ARCH=$$arch PKG_VERSION='$(PKG_VERSION)' PKG_MAINTAINER='$(PKG_MAINTAINER)' EC2PR_PKG_BIN=$(CURDIR)/dist/$$arch/ec2-policy-routes \
+	      $(NFPM) package --config packaging/nfpm.yaml --packager $$format --target dist/; \
+	  done; \
+	done
+
 lint:
 	$(GO) vet ./...
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -56,6 +75,7 @@ lint:
 
 clean:
 	rm -rf bin .tools
+	rm -rf dist
 
 # Performance against upstream sbr in one interleaved run (root; ~3-4 min);
 # writes docs/BENCHMARKS.md. Quick run that only prints:
