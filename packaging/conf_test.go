@@ -100,7 +100,7 @@ func TestShippedUdevRule(t *testing.T) {
 		return -1
 	}
 	start := idx(`RUN+="/usr/bin/systemctl enable --now --no-block policy-routes@$name.service`)
-	for _, skip := range []string{`KERNEL=="ecs*", GOTO="ec2_policy_routes_end"`, `ENV{EC2_POLICY_ROUTES_CNI_OWNED}=="1", GOTO`, `TEST=="/run/ec2-policy-routes/cni-owned/$attr{address}", GOTO`} {
+	for _, skip := range []string{`KERNEL=="ecs*", GOTO="ec2_policy_routes_end"`, `ENV{EC2_POLICY_ROUTES_CNI_OWNED}=="1", GOTO`, `TEST=="/run/ec2-policy-routes-cni-owned/$attr{address}", GOTO`} {
 		if i := idx(skip); i > start {
 			t.Errorf("skip %q comes after the start rule", skip)
 		}
