@@ -126,16 +126,20 @@ func (p *Plugin) add(args *skel.CmdArgs) (*Outcome, error) {
 	diff := plan.Compute(want, haveRules, haveRoutes)
 	changes, err := t.h.Apply(diff)
 	if err != nil {
+		// A link that left after the wait (ENI detached, or moved out)
+		// makes the next route add fail with ENODEV: that is code 11 like
+		// every other "the ENI went away", not an I/O fault (code 5).
+		// Apply has already undone its additions.
+		if lerr := linkLeft(t, sel, links, args.Netns); lerr != nil {
+			return nil, lerr
+		}
 		return nil, applyError(err)
 	}
 	// A link that left while we applied took its routes with it; what
 	// remains (rules) must go too, or a retried ADD could not converge.
-	for i, s := range sel {
-		if _, err := t.h.Netlink().LinkByIndex(links[i].Attrs().Index); err != nil {
-			t.h.Undo(changes)
-			return nil, types.NewError(types.ErrTryAgainLater,
-				fmt.Sprintf("interface %s left network namespace %s during configuration; rolled back", s.name, args.Netns), "")
-		}
+	if lerr := linkLeft(t, sel, links, args.Netns); lerr != nil {
+		t.h.Undo(changes)
+		return nil, lerr
 	}
 	out := &Outcome{Tables: want.Tables()}
 	for _, c := range changes {
@@ -147,6 +151,18 @@ func (p *Plugin) add(args *skel.CmdArgs) (*Outcome, error) {
 	}
 	p.applyAltNames(cfg, args, t, sel, links, metas, out)
 	return out, printResult(cfg, args, sel, links, t)
+}
+
+// linkLeft returns the code-11 error for the first selected link that is no
+// longer in the namespace, or nil when all are still there.
+func linkLeft(t *target, sel []selected, links []netlink.Link, netnsPath string) error {
+	for i, s := range sel {
+		if _, err := t.h.Netlink().LinkByIndex(links[i].Attrs().Index); err != nil {
+			return types.NewError(types.ErrTryAgainLater,
+				fmt.Sprintf("interface %s left network namespace %s during configuration; rolled back", s.name, netnsPath), "")
+		}
+	}
+	return nil
 }
 
 func printResult(cfg *config.Config, args *skel.CmdArgs, sel []selected, links []netlink.Link, t *target) error {
@@ -322,7 +338,10 @@ func (p *Plugin) check(args *skel.CmdArgs, _ *Outcome) error {
 		}
 		ifaces = append(ifaces, ifc)
 	}
-	want, err := plan.Build(ifaces, nil)
+	// The main table's reject routes (vpc-eni's IMDS blackhole) are checked
+	// too: without their copy in our table, traffic sourced from the ENI
+	// bypasses them through the table's default route.
+	want, err := plan.Build(ifaces, st.MainRejects)
 	if err != nil {
 		return types.NewError(types.ErrInvalidNetworkConfig, err.Error(), "")
 	}
