@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +17,7 @@ import (
 	"time"
 
 	h "github.com/ec2-policy-routes/ec2-policy-routes/integration/harness"
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/imdsfake"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/logging"
 )
 
@@ -206,6 +209,73 @@ func TestLogAddDelRealNetns(t *testing.T) {
 	}
 	if del.Verb != "DEL" || len(del.Removed) != len(add.Added) {
 		t.Errorf("DEL line removed %v, ADD added %v", del.Removed, add.Added)
+	}
+}
+
+// logTokenTap records every IMDSv2 token the fake hands out.
+type logTokenTap struct {
+	mu     sync.Mutex
+	tokens []string
+	next   http.Handler
+}
+
+func (l *logTokenTap) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPut {
+		l.next.ServeHTTP(w, r)
+		return
+	}
+	rec := httptest.NewRecorder()
+	l.next.ServeHTTP(rec, r)
+	l.mu.Lock()
+	l.tokens = append(l.tokens, rec.Body.String())
+	l.mu.Unlock()
+	for k, v := range rec.Header() {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(rec.Code)
+	_, _ = w.Write(rec.Body.Bytes())
+}
+
+// An ADD that talks to IMDS, at debug level, logs addresses, rules and
+// routes but never the session token.
+func TestLogNoIMDSToken(t *testing.T) {
+	h.RequireRoot(t)
+	bin := h.Binary(t)
+	ns := h.NewNetns(t)
+	eni := h.NewENI(t)
+	const mac = "0a:1e:00:00:0f:01"
+	eni.SetMAC(t, mac)
+	eni.MoveInto(t, ns, "eth0", []string{"10.40.1.25/24"}, "10.40.1.1")
+	fake := imdsfake.New("0a:1e:00:00:0f:00", imdsfake.ENI{
+		MAC: mac, DeviceNumber: 1, NetworkCard: imdsfake.Card(0), InterfaceID: "eni-0f00000000000000f",
+		LocalIPv4s: []string{"10.40.1.25", "10.40.1.26"}, SubnetIPv4: "10.40.1.0/24",
+	})
+	tap := &logTokenTap{next: fake}
+	srv := httptest.NewServer(tap)
+	t.Cleanup(srv.Close)
+	t.Cleanup(fake.Close)
+
+	path := filepath.Join(t.TempDir(), "p.log")
+	conf := []byte(fmt.Sprintf(`{"cniVersion":"0.3.0","name":"network-name","type":"ec2-policy-routes","logFile":%q,"logLevel":"debug","imds":{"endpoint":%q}}`, path, srv.URL))
+	env := h.Env{Command: "ADD", ContainerID: "tok", Netns: ns.Path, IfName: "eth0", Path: "/x"}
+	h.Run(context.Background(), t, bin, env, conf).MustSucceed(t, "ADD with IMDS")
+	env.Command = "DEL"
+	h.Run(context.Background(), t, bin, env, conf).MustSucceed(t, "DEL")
+
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tap.tokens) == 0 {
+		t.Fatal("the plugin never fetched a token: the test did not exercise IMDS")
+	}
+	for _, tok := range tap.tokens {
+		if tok == "" || strings.Contains(string(b), tok) {
+			t.Errorf("IMDS token %q appears in the log:\n%s", tok, b)
+		}
+	}
+	if !strings.Contains(string(b), "10.40.1.26/32 lookup 10001") {
+		t.Errorf("the log lacks the IMDS-derived rule:\n%s", b)
 	}
 }
 
