@@ -120,12 +120,14 @@ func selectInterfaces(cfg *config.Config, args *skel.CmdArgs) ([]selected, error
 			continue
 		}
 		s := selected{name: ifc.Name, ifIndex: i}
+		// An IP without an interface index belongs to the sandbox interface
+		// only when there is exactly one to choose from.
+		soleSandboxIface := countSandboxIfaces(res, args.Netns) == 1
 		for _, ip := range res.IPs {
-			owner := -1
-			if ip.Interface != nil {
-				owner = *ip.Interface
-			}
-			if owner != i && !(owner == -1 && countSandboxIfaces(res, args.Netns) == 1) {
+			switch {
+			case ip.Interface != nil && *ip.Interface == i:
+			case ip.Interface == nil && soleSandboxIface:
+			default:
 				continue
 			}
 			pfx, ok := prefixOf(ip.Address)
