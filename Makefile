@@ -83,5 +83,6 @@ clean:
 .PHONY: bench
 bench: build tools
 	$(GO) build -trimpath -ldflags "-s -w" -o bin/bench-empty ./integration/bench/empty
+	$(GO) build -trimpath -ldflags "-s -w" -o bin/bench-spawn ./integration/bench/spawn
 	$(GO) build -o bin/bench ./integration/bench
-	$(if $(filter 0,$(shell id -u)),,sudo) ./bin/bench -bin $(BIN) -sbr $(TOOLS)/sbr -empty bin/bench-empty $(BENCHFLAGS)
+	$(if $(filter 0,$(shell id -u)),,sudo) ./bin/bench -bin $(BIN) -sbr $(TOOLS)/sbr -empty bin/bench-empty -spawn bin/bench-spawn $(BENCHFLAGS)

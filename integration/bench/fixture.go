@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -90,33 +89,34 @@ func prepareArrival(sc *scope, f *fixture) *arrival {
 	return &arrival{f: f, nsh: nsh, nl: f.ns.Handle(sc)}
 }
 
-// fire moves and configures the link and returns the time just before the
-// final "set up": from then on the plugin's wait can complete.
-func (a *arrival) fire() (time.Time, error) {
+// fire moves and configures the link and returns the time (CLOCK_MONOTONIC
+// ns) just before the final "set up": from then on the plugin's wait can
+// complete.
+func (a *arrival) fire() (int64, error) {
 	link, err := netlink.LinkByName(a.f.eni.Name)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("lookup %s: %w", a.f.eni.Name, err)
+		return 0, fmt.Errorf("lookup %s: %w", a.f.eni.Name, err)
 	}
 	if err := netlink.LinkSetNsFd(link, int(a.nsh)); err != nil {
-		return time.Time{}, fmt.Errorf("move %s: %w", a.f.eni.Name, err)
+		return 0, fmt.Errorf("move %s: %w", a.f.eni.Name, err)
 	}
 	l, err := a.nl.LinkByName(a.f.eni.Name)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("lookup moved %s: %w", a.f.eni.Name, err)
+		return 0, fmt.Errorf("lookup moved %s: %w", a.f.eni.Name, err)
 	}
 	if err := a.nl.LinkSetName(l, ifName); err != nil {
-		return time.Time{}, fmt.Errorf("rename: %w", err)
+		return 0, fmt.Errorf("rename: %w", err)
 	}
 	addr, err := netlink.ParseAddr(eniAddr)
 	if err != nil {
-		return time.Time{}, err
+		return 0, err
 	}
 	if err := a.nl.AddrAdd(l, addr); err != nil {
-		return time.Time{}, fmt.Errorf("address: %w", err)
+		return 0, fmt.Errorf("address: %w", err)
 	}
-	t := time.Now()
+	t := mono()
 	if err := a.nl.LinkSetUp(l); err != nil {
-		return time.Time{}, fmt.Errorf("set up: %w", err)
+		return 0, fmt.Errorf("set up: %w", err)
 	}
 	return t, nil
 }

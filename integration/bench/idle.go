@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -103,20 +104,28 @@ func (b *bench) idleConf(f *fixture, k int) []byte {
 
 func (b *bench) idlePlain(ctx context.Context, sc *scope, s idleScenario, c *idleCase) error {
 	f := newFixture(sc, s.present, s.present)
-	res, err := run(ctx, cniEnv("ADD", f.ns.Path, ifName), b.idleConf(f, s.k), b.bin[s.k])
+	// Direct child: whatever the plugin leaves behind is re-parented here.
+	p, err := startDirect(ctx, cniEnv("ADD", f.ns.Path, ifName), b.idleConf(f, s.k), b.bin[s.k])
+	if err != nil {
+		return err
+	}
+	res, err := p.wait()
 	if err != nil {
 		return err
 	}
 	c.exit = res.Exit
 	self := os.Getpid()
+	// Attribution: a child of this process (re-parented orphan), or any
+	// process still carrying this call's CNI_NETNS, which is unique to it.
+	marker := []byte("CNI_NETNS=" + f.ns.Path + "\x00")
 	seen := map[int]bool{}
 	deadline := res.End.Add(*flagIdle)
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for time.Now().Before(deadline) {
 		c.polls++
-		for _, p := range scanProcs() {
-			if p.exe == b.bin[ours] || p.exe == b.bin[sbr] || p.ppid == self {
+		for _, p := range scanProcs(marker) {
+			if p.ppid == self || p.marked {
 				if !seen[p.pid] {
 					seen[p.pid] = true
 					c.found = append(c.found, fmt.Sprintf("%d %s", p.pid, p.exe))
@@ -135,10 +144,12 @@ func (b *bench) idlePlain(ctx context.Context, sc *scope, s idleScenario, c *idl
 type procInfo struct {
 	pid, ppid int
 	exe       string
+	marked    bool // its environment holds marker
 }
 
-// scanProcs lists every process with its parent and executable.
-func scanProcs() []procInfo {
+// scanProcs lists every process with its parent and executable, and
+// whether its environment contains marker.
+func scanProcs(marker []byte) []procInfo {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil
@@ -164,7 +175,8 @@ func scanProcs() []procInfo {
 		}
 		ppid, _ := strconv.Atoi(fields[1])
 		exe, _ := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
-		out = append(out, procInfo{pid: pid, ppid: ppid, exe: strings.TrimSuffix(exe, " (deleted)")})
+		env, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		out = append(out, procInfo{pid: pid, ppid: ppid, exe: strings.TrimSuffix(exe, " (deleted)"), marked: bytes.Contains(env, marker)})
 	}
 	return out
 }
@@ -173,7 +185,7 @@ func (b *bench) idleTraced(ctx context.Context, sc *scope, s idleScenario, c *id
 	f := newFixture(sc, s.present, s.present)
 	trace := filepath.Join(sc.TempDir(), "trace")
 	c.traced = true
-	p, err := startProc(ctx, cniEnv("ADD", f.ns.Path, ifName), b.idleConf(f, s.k),
+	p, err := startDirect(ctx, cniEnv("ADD", f.ns.Path, ifName), b.idleConf(f, s.k),
 		b.res.idle.strace, "-f", "-ttt", "-o", trace, "--", b.bin[s.k])
 	if err != nil {
 		return err

@@ -29,6 +29,7 @@ var (
 	flagBin      = flag.String("bin", "bin/ec2-policy-routes", "ec2-policy-routes binary (built as by `make build`)")
 	flagSbr      = flag.String("sbr", ".tools/bin/sbr", "upstream sbr binary (`make tools`)")
 	flagEmpty    = flag.String("empty", "bin/bench-empty", "empty Go binary: the exec floor")
+	flagSpawn    = flag.String("spawn", "bin/bench-spawn", "spawn helper (integration/bench/spawn) that times each call and reports its rusage")
 	flagStrace   = flag.String("strace", "strace", "strace binary for the idle-cost cross-check (skipped when missing)")
 	flagN        = flag.Int("n", 200, "ADD and DEL calls per plugin (and floor calls per kind)")
 	flagArrivalN = flag.Int("arrival-n", 100, "link-arrival trials")
@@ -119,13 +120,14 @@ func main() {
 
 // bench holds the binaries, the shared scratch scope and the results.
 type bench struct {
-	bin   [2]string
-	empty string
-	rng   *rand.Rand
-	root  *scope // run-wide scratch (log file)
-	log   string // ours' logFile
-	start time.Time
-	res   results
+	bin    [2]string
+	empty  string
+	rng    *rand.Rand
+	root   *scope // run-wide scratch (log file)
+	log    string // ours' logFile
+	logOff int64  // how much of it loggedDuration has read
+	start  time.Time
+	res    results
 }
 
 func newBench() (*bench, error) {
@@ -148,6 +150,9 @@ func newBench() (*bench, error) {
 		return nil, err
 	}
 	if b.empty, err = abs(*flagEmpty); err != nil {
+		return nil, err
+	}
+	if spawnBin, err = abs(*flagSpawn); err != nil {
 		return nil, err
 	}
 	seed := *flagSeed

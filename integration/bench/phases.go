@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
 	"sync"
 	"time"
 )
@@ -17,7 +20,10 @@ type results struct {
 	version [2]outcomes
 
 	add, del [2]outcomes
-	objects  [2][2]int // rules, routes left by ADD in round 0
+	// ours' own measure of each successful ADD/DEL (the log line's
+	// duration_ms: from the verb's start to its log line).
+	addInproc, delInproc series
+	objects              [2][2]int // rules, routes left by ADD in round 0
 
 	arrivalExit  series // ours: link usable -> ADD exit
 	arrivalTotal series // ours: ADD total
@@ -79,10 +85,20 @@ func (b *bench) addDel(ctx context.Context) error {
 						runErr = err
 						return
 					}
+					var d time.Duration
+					if k == ours {
+						d = b.loggedDuration()
+					}
 					if verb == "ADD" {
 						b.res.add[k].add(s)
+						if s.Exit == 0 && d > 0 {
+							b.res.addInproc = append(b.res.addInproc, d)
+						}
 					} else {
 						b.res.del[k].add(s)
+						if s.Exit == 0 && d > 0 {
+							b.res.delInproc = append(b.res.delInproc, d)
+						}
 					}
 				}
 				if verb == "ADD" && i == 0 {
@@ -146,7 +162,7 @@ func (b *bench) arrival(ctx context.Context) error {
 				}
 				b.res.arrivalFail.add(s)
 				if s.Exit == 0 {
-					b.res.arrivalExit = append(b.res.arrivalExit, s.End.Sub(arrived))
+					b.res.arrivalExit = append(b.res.arrivalExit, time.Duration(s.MonoEnd-arrived))
 					b.res.arrivalTotal = append(b.res.arrivalTotal, s.Dur)
 				}
 			})
@@ -224,4 +240,34 @@ func (b *bench) timeout(ctx context.Context) error {
 		return firstErr
 	}
 	return ctx.Err()
+}
+
+// loggedDuration reads what ours appended to its log since the last call
+// and returns the last line's duration_ms (0 when there is none).
+func (b *bench) loggedDuration() time.Duration {
+	f, err := os.Open(b.log)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return 0
+	}
+	if st.Size() < b.logOff {
+		b.logOff = 0 // rotated
+	}
+	buf := make([]byte, st.Size()-b.logOff)
+	n, _ := f.ReadAt(buf, b.logOff)
+	b.logOff += int64(n)
+	var d time.Duration
+	for _, line := range bytes.Split(buf[:n], []byte("\n")) {
+		var l struct {
+			DurationMS float64 `json:"duration_ms"`
+		}
+		if json.Unmarshal(line, &l) == nil && l.DurationMS > 0 {
+			d = time.Duration(l.DurationMS * float64(time.Millisecond))
+		}
+	}
+	return d
 }

@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -14,18 +16,22 @@ import (
 )
 
 // sample is one whole-process exec: fork+exec to reaped exit, as a runtime
-// sees it.
+// sees it. Dur, MaxRSS, CPU and the context switches come from the spawn
+// helper's wait4 (see spawn/main.go) for calls run through it.
 type sample struct {
-	Dur    time.Duration
-	Start  time.Time // just before fork
-	End    time.Time // wait4 returned
-	Exit   int
-	MaxRSS int64         // KiB, from wait4's rusage
-	CPU    time.Duration // user+system time, from wait4's rusage
-	VCSW   int64         // voluntary context switches (blocked), all threads
-	IVCSW  int64         // involuntary context switches (preempted)
-	Stdout []byte
-	Stderr []byte
+	Dur   time.Duration
+	Start time.Time // this process: just before starting it
+	End   time.Time // this process: reaped
+	// CLOCK_MONOTONIC ns from the spawn helper: just before fork, and
+	// when wait4 returned.
+	MonoStart, MonoEnd int64
+	Exit               int
+	MaxRSS             int64         // KiB, from wait4's rusage
+	CPU                time.Duration // user+system time, from wait4's rusage
+	VCSW               int64         // voluntary context switches (blocked), all threads
+	IVCSW              int64         // involuntary context switches (preempted)
+	Stdout             []byte
+	Stderr             []byte
 }
 
 // cniEnv is the environment a runtime passes; nothing else is inherited.
@@ -65,34 +71,56 @@ func memfile(name string, content []byte) (*os.File, error) {
 
 // proc is a started plugin process.
 type proc struct {
-	cmd             *exec.Cmd
-	in, out, errout *os.File
-	start           time.Time
+	cmd                     *exec.Cmd
+	in, out, errout, report *os.File
+	start                   time.Time // just before starting (direct) or spawn
+	spawned                 bool
 }
 
-// startProc forks and execs bin (argv is bin plus args) with env and stdin.
+// spawnBin is the spawn helper (integration/bench/spawn), set by main.
+var spawnBin string
+
+// startProc runs bin (argv is bin plus args) with env and stdin through the
+// spawn helper, which times the call and reports its rusage.
 func startProc(ctx context.Context, env []string, stdin []byte, bin string, args ...string) (*proc, error) {
-	in, err := memfile("stdin", stdin)
-	if err != nil {
-		return nil, err
+	return start(ctx, true, env, stdin, bin, args...)
+}
+
+// startDirect runs bin as a direct child of this process (no timing or
+// rusage worth reporting: used where the process tree matters).
+func startDirect(ctx context.Context, env []string, stdin []byte, bin string, args ...string) (*proc, error) {
+	return start(ctx, false, env, stdin, bin, args...)
+}
+
+func start(ctx context.Context, spawned bool, env []string, stdin []byte, bin string, args ...string) (*proc, error) {
+	files := make([]*os.File, 0, 4)
+	closeAll := func() {
+		for _, f := range files {
+			f.Close()
+		}
 	}
-	out, err := memfile("stdout", nil)
-	if err != nil {
-		in.Close()
-		return nil, err
+	for _, c := range []struct {
+		name string
+		data []byte
+	}{{"stdin", stdin}, {"stdout", nil}, {"stderr", nil}, {"report", nil}} {
+		f, err := memfile(c.name, c.data)
+		if err != nil {
+			closeAll()
+			return nil, err
+		}
+		files = append(files, f)
 	}
-	errout, err := memfile("stderr", nil)
-	if err != nil {
-		in.Close()
-		out.Close()
-		return nil, err
+	p := &proc{in: files[0], out: files[1], errout: files[2], report: files[3], spawned: spawned}
+	if spawned {
+		p.cmd = exec.CommandContext(ctx, spawnBin, append([]string{bin}, args...)...)
+		p.cmd.ExtraFiles = []*os.File{p.report}
+	} else {
+		p.cmd = exec.CommandContext(ctx, bin, args...)
 	}
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = env
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = in, out, errout
-	p := &proc{cmd: cmd, in: in, out: out, errout: errout}
+	p.cmd.Env = env
+	p.cmd.Stdin, p.cmd.Stdout, p.cmd.Stderr = p.in, p.out, p.errout
 	p.start = time.Now()
-	if err := cmd.Start(); err != nil {
+	if err := p.cmd.Start(); err != nil {
 		p.close()
 		return nil, err
 	}
@@ -103,9 +131,11 @@ func (p *proc) close() {
 	p.in.Close()
 	p.out.Close()
 	p.errout.Close()
+	p.report.Close()
 }
 
-// wait reaps the process and returns its sample.
+// wait reaps the process and returns its sample: from the spawn helper's
+// report when spawned, else from this process's own wait4.
 func (p *proc) wait() (sample, error) {
 	defer p.close()
 	err := p.cmd.Wait()
@@ -125,7 +155,32 @@ func (p *proc) wait() (sample, error) {
 	}
 	s.Stdout = readAll(p.out)
 	s.Stderr = readAll(p.errout)
+	if p.spawned {
+		var v [8]int64
+		rep := strings.Fields(string(readAll(p.report)))
+		if len(rep) != len(v) {
+			return s, fmt.Errorf("spawn helper: no report (exit %d): %s", s.Exit, lastLine(string(s.Stderr)))
+		}
+		for i := range v {
+			if v[i], err = strconv.ParseInt(rep[i], 10, 64); err != nil {
+				return s, fmt.Errorf("spawn helper report %q: %w", rep, err)
+			}
+		}
+		s.MonoStart, s.MonoEnd = v[0], v[1]
+		s.Dur = time.Duration(v[1] - v[0])
+		s.MaxRSS = v[2]
+		s.CPU = time.Duration(v[3] + v[4])
+		s.VCSW, s.IVCSW = v[5], v[6]
+		s.Exit = int(v[7])
+	}
 	return s, nil
+}
+
+// mono is CLOCK_MONOTONIC in ns, the clock the spawn helper reports in.
+func mono() int64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return ts.Nano()
 }
 
 func readAll(f *os.File) []byte {

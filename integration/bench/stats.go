@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"sort"
@@ -55,15 +56,17 @@ func ratio(a, b time.Duration) float64 {
 }
 
 // outcomes counts exits of one kind of call: latencies of successful
-// calls, and failures by exit code with the first message seen.
+// calls, and failures by exit code and CNI error code with the first
+// message seen.
 type outcomes struct {
 	ok       series
+	all      series  // every call, failed or not
 	rss      []int64 // KiB, every call
 	cpu      series  // user+system CPU, every call
 	vcsw     []int64 // voluntary context switches, every call
 	ivcsw    []int64
-	failures map[int]int
-	firstErr map[int]string
+	failures map[string]int
+	firstErr map[string]string
 }
 
 func (o *outcomes) add(s sample) {
@@ -71,40 +74,43 @@ func (o *outcomes) add(s sample) {
 	o.cpu = append(o.cpu, s.CPU)
 	o.vcsw = append(o.vcsw, s.VCSW)
 	o.ivcsw = append(o.ivcsw, s.IVCSW)
+	o.all = append(o.all, s.Dur)
 	if s.Exit == 0 {
 		o.ok = append(o.ok, s.Dur)
 		return
 	}
 	if o.failures == nil {
-		o.failures, o.firstErr = map[int]int{}, map[int]string{}
+		o.failures, o.firstErr = map[string]int{}, map[string]string{}
 	}
-	o.failures[s.Exit]++
-	if _, seen := o.firstErr[s.Exit]; !seen {
-		o.firstErr[s.Exit] = firstLine(string(s.Stdout) + " " + lastLine(string(s.Stderr)))
+	key, msg := fmt.Sprintf("exit %d", s.Exit), lastLine(string(s.Stderr))
+	var te struct {
+		Code uint   `json:"code"`
+		Msg  string `json:"msg"`
+	}
+	if json.Unmarshal(s.Stdout, &te) == nil && te.Code != 0 {
+		key, msg = fmt.Sprintf("exit %d code %d", s.Exit, te.Code), te.Msg
+	}
+	o.failures[key]++
+	if _, seen := o.firstErr[key]; !seen {
+		o.firstErr[key] = msg
 	}
 }
 
-func (o *outcomes) calls() int {
-	n := len(o.ok)
-	for _, c := range o.failures {
-		n += c
-	}
-	return n
-}
+func (o *outcomes) calls() int { return len(o.all) }
 
-// failText renders "none" or "exit 1 ×3 (msg)".
+// failText renders "none" or "exit 1 code 11 ×3 (msg)".
 func (o *outcomes) failText() string {
 	if len(o.failures) == 0 {
 		return "none"
 	}
-	var codes []int
-	for c := range o.failures {
-		codes = append(codes, c)
+	var keys []string
+	for k := range o.failures {
+		keys = append(keys, k)
 	}
-	sort.Ints(codes)
+	sort.Strings(keys)
 	var parts []string
-	for _, c := range codes {
-		parts = append(parts, fmt.Sprintf("exit %d ×%d (%s)", c, o.failures[c], truncate(o.firstErr[c], 90)))
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s ×%d (%s)", k, o.failures[k], truncate(o.firstErr[k], 90)))
 	}
 	return strings.Join(parts, "; ")
 }
