@@ -6,6 +6,8 @@
 // subscribe to RTNLGRP_LINK first, then look at current state, then sleep in
 // the kernel until an event or the context's deadline: no polling, no missed
 // event between the look and the wait, and nothing left running afterwards.
+// (One look before subscribing serves the common case, a link already up,
+// without the subscription.)
 package linkwait
 
 import (
@@ -20,6 +22,8 @@ import (
 	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/blocking"
 )
 
 // ErrGone means the link existed in the namespace and then left it (deleted,
@@ -33,6 +37,14 @@ func Wait(ctx context.Context, nsfd int, h *netlink.Handle, name string) (netlin
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	w := waiter{name: name}
+	// Fast path: the ENI plugin ran first, so the link is usually up
+	// already; one lookup then, and no subscription (a socket made inside
+	// the namespace: ~50 µs warm, more in a fresh process).
+	if link, done, err := w.lookup(h); done || err != nil {
+		return link, err
+	}
+	blocking.Ahead(ctx) // about to wait: let SIGTERM end it (see package blocking)
 	sock, err := nl.SubscribeAt(netns.NsHandle(nsfd), netns.None(), unix.NETLINK_ROUTE, unix.RTNLGRP_LINK)
 	if err != nil {
 		return nil, fmt.Errorf("subscribe to link events: %w", err)
@@ -45,8 +57,8 @@ func Wait(ctx context.Context, nsfd int, h *netlink.Handle, name string) (netlin
 	stop := context.AfterFunc(ctx, closeSock)
 	defer stop()
 
-	w := waiter{name: name}
-	// Subscribed first, so any change after this look arrives as an event.
+	// Subscribed first, then look again, so any change after this look
+	// arrives as an event.
 	if link, done, err := w.lookup(h); done || err != nil {
 		return link, err
 	}

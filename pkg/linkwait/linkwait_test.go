@@ -9,6 +9,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/blocking"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/internal/netnstest"
 )
 
@@ -117,5 +118,25 @@ func TestWaitLinkDeleted(t *testing.T) {
 	}
 	if d := time.Since(start); d > time.Second {
 		t.Fatalf("ErrGone only after %s", d)
+	}
+}
+
+// TestWaitCallsBlockingHookOnlyWhenWaiting: a link already up is returned
+// without the "about to block" hook (no signal handler installed on the
+// fast path); an absent one runs it before the wait begins.
+func TestWaitCallsBlockingHookOnlyWhenWaiting(t *testing.T) {
+	nsh, h, _ := testNetns(t)
+	l := addVeth(t, h, "v0")
+	if err := h.LinkSetUp(l); err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	ctx, cancel := context.WithTimeout(blocking.WithHook(context.Background(), func() { calls++ }), 100*time.Millisecond)
+	defer cancel()
+	if _, err := Wait(ctx, int(nsh), h, "v0"); err != nil || calls != 0 {
+		t.Fatalf("link up: err %v, hook calls %d, want nil and 0", err, calls)
+	}
+	if _, err := Wait(ctx, int(nsh), h, "absent0"); !errors.Is(err, context.DeadlineExceeded) || calls != 1 {
+		t.Fatalf("link absent: err %v, hook calls %d, want deadline and 1", err, calls)
 	}
 }

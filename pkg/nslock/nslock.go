@@ -14,6 +14,8 @@ import (
 	"fmt"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/blocking"
 )
 
 // Lock takes an exclusive lock on the namespace open at fd, waiting at most
@@ -33,6 +35,7 @@ func Lock(ctx context.Context, fd int) (unlock func(), err error) {
 	// without touching the caller's descriptor. flock locks belong to the
 	// open file description, which the duplicate shares, so the lock taken
 	// through it is the caller's lock.
+	blocking.Ahead(ctx) // about to wait: let SIGTERM end it (see package blocking)
 	dup, err := unix.Dup(fd)
 	if err != nil {
 		return nil, fmt.Errorf("lock network namespace: %w", err)

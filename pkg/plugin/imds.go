@@ -12,6 +12,7 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/blocking"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/config"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/imds"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/plan"
@@ -68,6 +69,7 @@ func (m *IMDSMetadata) Requests() int {
 
 // Lookup implements MetadataSource.
 func (m *IMDSMetadata) Lookup(ctx context.Context, cfg *config.Config, mac net.HardwareAddr) (*ENIMetadata, error) {
+	blocking.Ahead(ctx) // network I/O: let SIGTERM end it (see package blocking)
 	c, deadline := m.session(cfg)
 	lctx, cancel := context.WithDeadlineCause(ctx, deadline, errIMDSBudget)
 	defer cancel()
@@ -82,6 +84,7 @@ func (m *IMDSMetadata) Lookup(ctx context.Context, cfg *config.Config, mac net.H
 // endpoint, when IMDS does not answer a token-authenticated request within
 // imds.timeout.
 func (m *IMDSMetadata) Ping(ctx context.Context, cfg *config.Config) error {
+	blocking.Ahead(ctx) // network I/O: let SIGTERM end it (see package blocking)
 	c, deadline := m.session(cfg)
 	lctx, cancel := context.WithDeadlineCause(ctx, deadline, errIMDSBudget)
 	defer cancel()
