@@ -282,7 +282,9 @@ func (f *File) open() error {
 	if err := os.MkdirAll(dir, dirMode); err != nil {
 		return err
 	}
-	lfd, err := unix.Open(f.path+".lock", unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, fileMode)
+	// O_NOFOLLOW here and in openLog: a root process must not append to,
+	// or fchmod, whatever a symlink planted at the log path points to.
+	lfd, err := unix.Open(f.path+".lock", unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC|unix.O_NOFOLLOW, fileMode)
 	if err != nil {
 		return fmt.Errorf("open lock file: %w", err)
 	}
@@ -296,7 +298,7 @@ func (f *File) open() error {
 }
 
 func (f *File) openLog() error {
-	fd, err := unix.Open(f.path, unix.O_WRONLY|unix.O_APPEND|unix.O_CREAT|unix.O_CLOEXEC, fileMode)
+	fd, err := unix.Open(f.path, unix.O_WRONLY|unix.O_APPEND|unix.O_CREAT|unix.O_CLOEXEC|unix.O_NOFOLLOW, fileMode)
 	if err != nil {
 		return err
 	}
