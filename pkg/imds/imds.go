@@ -237,9 +237,14 @@ func (c *Client) get(ctx context.Context, key string) (body string, found bool, 
 		return "", false, &Error{Key: key, Err: err}
 	}
 	defer out.Content.Close()
-	b, err := io.ReadAll(io.LimitReader(out.Content, maxBody))
+	b, err := io.ReadAll(io.LimitReader(out.Content, maxBody+1))
 	if err != nil {
 		return "", false, &Error{Key: key, Err: err}
+	}
+	// A body cut at the limit would parse as a shorter, wrong answer (the
+	// last line of a list truncated into another valid address): refuse it.
+	if len(b) > maxBody {
+		return "", false, &Error{Key: key, Err: fmt.Errorf("%w: answer larger than %d bytes", ErrMalformed, maxBody)}
 	}
 	return string(b), true, nil
 }
