@@ -295,8 +295,26 @@ func assertNoPluginProcess(t *testing.T) {
 }
 
 // TestLinkArrivesLate: the ENI reaches the namespace 200 ms after ADD
-// started; ADD must finish right after it comes up.
+// started; ADD must finish right after it comes up. Five rounds, judged by
+// the median, so one scheduling hiccup on a loaded CI machine does not decide.
 func TestLinkArrivesLate(t *testing.T) {
+	const rounds = 5
+	lags := make([]time.Duration, 0, rounds)
+	for i := range rounds {
+		lags = append(lags, lateArrivalLag(t, i))
+	}
+	slices.Sort(lags)
+	median := lags[rounds/2]
+	t.Logf("link up -> ADD exit: median %s, all %v", median, lags)
+	// ~1 ms measured on an idle machine (make bench reports p50/p99); the
+	// bound is the "~10 ms" with room for a loaded 2-core runner.
+	if median > 20*time.Millisecond {
+		t.Fatalf("ADD finished a median %s after the link came up, want ~10ms", median)
+	}
+}
+
+func lateArrivalLag(t *testing.T, round int) time.Duration {
+	t.Helper()
 	ns := h.NewNetns(t)
 	nl := ns.Handle(t)
 	eni := h.NewENI(t)
@@ -314,19 +332,17 @@ func TestLinkArrivesLate(t *testing.T) {
 	waitErr := make(chan error, 1)
 	go func() { err := cmd.Wait(); exited <- time.Now(); waitErr <- err }()
 
-	arrive := time.NewTimer(200 * time.Millisecond)
-	var upAt time.Time
+	// Scenario timing: the link arrives 200 ms after ADD started.
 	select {
-	case <-arrive.C:
+	case <-time.After(200 * time.Millisecond):
 	case at := <-exited:
-		t.Fatalf("ADD exited at %s before the link arrived: %v %s", at, <-waitErr, out.String())
+		t.Fatalf("round %d: ADD exited at %s before the link arrived: %v %s", round, at, <-waitErr, out.String())
 	}
 	link, err := netlink.LinkByName(eni.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	nsFd := nsFD(t, ns)
-	if err := netlink.LinkSetNsFd(link, nsFd); err != nil {
+	if err := netlink.LinkSetNsFd(link, nsFD(t, ns)); err != nil {
 		t.Fatal(err)
 	}
 	in, err := nl.LinkByName(eni.Name)
@@ -339,25 +355,19 @@ func TestLinkArrivesLate(t *testing.T) {
 	if err := nl.LinkSetUp(in); err != nil {
 		t.Fatal(err)
 	}
-	upAt = time.Now()
+	upAt := time.Now()
 	var exitAt time.Time
 	select {
 	case exitAt = <-exited:
 	case <-ctx.Done():
-		t.Fatal("ADD did not finish after the link arrived")
+		t.Fatalf("round %d: ADD did not finish after the link arrived", round)
 	}
 	if err := <-waitErr; err != nil {
-		t.Fatalf("ADD failed: %v\n%s", err, out.String())
-	}
-	lag := exitAt.Sub(upAt)
-	t.Logf("link up -> ADD exit: %s", lag)
-	// ~10 ms is the goal (measured p50 in make bench); the bound here
-	// leaves room for a loaded 2-core CI machine.
-	if lag > 50*time.Millisecond {
-		t.Fatalf("ADD finished %s after the link came up, want ~10ms", lag)
+		t.Fatalf("round %d: ADD failed: %v\n%s", round, err, out.String())
 	}
 	rules, _ := h.Ours(t, nl)
 	equalSets(t, "rules", sortedRules(rules), []string{"from 10.0.5.20/32 lookup 10000 prio 10000"})
+	return exitAt.Sub(upAt)
 }
 
 func nsFD(t *testing.T, ns *h.Netns) int {
