@@ -17,6 +17,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
@@ -41,6 +42,7 @@ var (
 	flagQuick    = flag.Bool("quick", false, "quick run: small sample counts, short idle window; prints only unless -out is given")
 	flagOut      = flag.String("out", "docs/BENCHMARKS.md", "write the markdown report here (empty: print only)")
 	flagSeed     = flag.Uint64("seed", 0, "random seed for call order (0: from the clock)")
+	flagOnly     = flag.String("only", "", "run only these phases (comma-separated: floor,adddel,arrival,timeout,idle,imds); prints only unless -out is given")
 	flagCompare  = flag.String("compare", "", "profiling aid: comma-separated binaries compared call by call (interleaved, -n each); no report")
 	flagCompVerb = flag.String("compare-verb", "VERSION", "with -compare: VERSION, or ADD (ADD then DEL on fresh namespaces)")
 	verbose      = flag.Bool("v", false, "verbose progress")
@@ -71,6 +73,9 @@ func main() {
 				set()
 			}
 		}
+	}
+	if *flagOnly != "" && !explicit["out"] {
+		*flagOut = "" // a partial report must not replace docs/BENCHMARKS.md
 	}
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "bench: needs root (network namespaces); run `make bench`")
@@ -178,19 +183,28 @@ func (b *bench) oursConf(linkTimeout string) map[string]any {
 func (b *bench) runAll(ctx context.Context) error {
 	b.res.machine = machineInfo()
 	phases := []struct {
-		name string
-		run  func(context.Context) error
+		key, name string
+		run       func(context.Context) error
 	}{
-		{"floor (empty binary, VERSION)", b.floor},
-		{"ADD/DEL latency, interleaved with sbr", b.addDel},
-		{"link arrival", b.arrival},
-		{"absent link, linkTimeout 1s", b.timeout},
-		{"idle cost", b.idle},
-		{"IMDS enabled, local fake", b.imds},
+		{"floor", "floor (empty binary, VERSION)", b.floor},
+		{"adddel", "ADD/DEL latency, interleaved with sbr", b.addDel},
+		{"arrival", "link arrival", b.arrival},
+		{"timeout", "absent link, linkTimeout 1s", b.timeout},
+		{"idle", "idle cost", b.idle},
+		{"imds", "IMDS enabled, local fake", b.imds},
+	}
+	only := map[string]bool{}
+	for _, k := range strings.Split(*flagOnly, ",") {
+		if k = strings.TrimSpace(k); k != "" {
+			only[k] = true
+		}
 	}
 	for _, p := range phases {
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if len(only) > 0 && !only[p.key] {
+			continue
 		}
 		fmt.Fprintf(os.Stderr, "bench: %s ...\n", p.name)
 		t := time.Now()

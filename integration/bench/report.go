@@ -131,6 +131,9 @@ func (b *bench) render() string {
 	row("---", "---", "---", "---", "---", "---")
 	row("ADD p50 / p90 / p99", addO.triple(), addS.triple(), ratioText(addO, addS), "p50 ≤ 0.8×", passFail(len(addO) > 0 && addRatio <= 0.8))
 	row("DEL p50 / p90 / p99", delO.triple(), delS.triple(), ratioText(delO, delS), "p50 ≤ 0.8×", passFail(len(delO) > 0 && delRatio <= 0.8))
+	row("CPU per call (user+system, from rusage) ADD / DEL p50", ms(r.add[ours].cpu.pct(50))+" / "+ms(r.del[ours].cpu.pct(50)),
+		ms(r.add[sbr].cpu.pct(50))+" / "+ms(r.del[sbr].cpu.pct(50)),
+		fmt.Sprintf("%.2f / %.2f", ratio(r.add[ours].cpu.pct(50), r.add[sbr].cpu.pct(50)), ratio(r.del[ours].cpu.pct(50), r.del[sbr].cpu.pct(50))), "", "")
 	row("Work done by one ADD (rules + routes installed)",
 		fmt.Sprintf("%d rules, %d routes", r.objects[ours][0], r.objects[ours][1]),
 		fmt.Sprintf("%d rules, %d routes (main's default moved, not copied)", r.objects[sbr][0], r.objects[sbr][1]), "", "", "")

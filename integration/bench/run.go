@@ -119,6 +119,10 @@ func start(ctx context.Context, spawned bool, env []string, stdin []byte, bin st
 	}
 	p.cmd.Env = env
 	p.cmd.Stdin, p.cmd.Stdout, p.cmd.Stderr = p.in, p.out, p.errout
+	// Own process group, so that an interrupt kills the spawn helper and the
+	// plugin under it alike.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	p.cmd.Cancel = func() error { return syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL) }
 	p.start = time.Now()
 	if err := p.cmd.Start(); err != nil {
 		p.close()
