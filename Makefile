@@ -86,3 +86,27 @@ bench: build tools
 	$(GO) build -trimpath -ldflags "-s -w" -o bin/bench-spawn ./integration/bench/spawn
 	$(GO) build -o bin/bench ./integration/bench
 	$(if $(filter 0,$(shell id -u)),,sudo) ./bin/bench -bin $(BIN) -sbr $(TOOLS)/sbr -empty bin/bench-empty -spawn bin/bench-spawn $(BENCHFLAGS)
+
+# Reliability suite (root; ~4 min on 2 cores): each fuzz target for FUZZTIME,
+# then every reliability scenario with the churn enabled (CHURN_CYCLES ADD/DEL
+# cycles, CHURN_PARALLEL at a time); writes docs/RELIABILITY.md. Logs in
+# bin/stress/. CI (.ci/run) runs it with FUZZTIME=20s.
+FUZZTIME ?= 45s
+CHURN_CYCLES ?= 1000
+CHURN_PARALLEL ?= 8
+STRESS_OUT := $(CURDIR)/bin/stress
+STRESS_TESTS := ^(TestFault|TestConcurrent|TestHostile|TestSecurity|TestIMDSFaults|TestStress)
+.PHONY: stress
+stress: build tools
+	@mkdir -p $(STRESS_OUT)
+	@set -e; for t in pkg/config:FuzzParse pkg/plugin:FuzzPrevResult; do \
+	  pkg=$${t%%:*}; fz=$${t##*:}; log=$(STRESS_OUT)/fuzz-$$fz.log; echo "--- fuzz $$fz ($(FUZZTIME))"; \
+	  echo "package github.com/ec2-policy-routes/ec2-policy-routes/$$pkg" > $$log; \
+	  $(GO) test -run '^$$' -fuzz "^$$fz\$$" -fuzztime $(FUZZTIME) ./$$pkg >> $$log 2>&1 || { cat $$log; exit 1; }; \
+	  tail -n 3 $$log; \
+	done
+	@echo "--- reliability scenarios, churn $(CHURN_CYCLES) cycles x $(CHURN_PARALLEL)"
+	set -o pipefail; EC2PR_STRESS=1 EC2PR_CHURN_CYCLES=$(CHURN_CYCLES) EC2PR_CHURN_PARALLEL=$(CHURN_PARALLEL) \
+	  EC2PR_REPORT=$(CURDIR)/docs/RELIABILITY.md EC2PR_FUZZ_LOGS=$(STRESS_OUT) \
+	  EC2PR_BIN=$(CURDIR)/$(BIN) EC2PR_TOOLS=$(TOOLS) \
+	  $(GO) test -count=1 -timeout 15m -run '$(STRESS_TESTS)' ./integration/ 2>&1 | tee $(STRESS_OUT)/integration.log
