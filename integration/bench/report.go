@@ -162,6 +162,7 @@ func (b *bench) render() string {
 	row("IMDS enabled (local fake): ADD p50 / p90 / p99; requests per ADD", r.imds.oursText(), "n/a (no IMDS)", r.imds.ratioText(), "", "")
 	p("\n")
 
+	b.renderBreakdown(&w)
 	b.renderIdle(&w)
 	b.renderIMDS(&w)
 
@@ -265,4 +266,29 @@ func (b *bench) renderIdle(w *strings.Builder) {
 		}
 	}
 	p("\nFor contrast, the field notes measured amazon-ec2-net-utils' wait on a missing link at ~1,700 syscalls/s and ~10 fork+exec/s for up to 600 s.\n\n")
+}
+
+// renderBreakdown splits p50 latencies into exec floor, runtime and package
+// init, and the verb itself (differences of p50s: indicative, not exact).
+func (b *bench) renderBreakdown(w *strings.Builder) {
+	r := &b.res
+	p := func(format string, a ...any) { fmt.Fprintf(w, format, a...) }
+	floor := r.empty.ok.pct(50)
+	if floor == 0 || len(r.add[ours].ok) == 0 {
+		return
+	}
+	p("## Where the time goes\n\n")
+	p("Differences of p50s, in ms (indicative): the exec floor is an empty Go binary; init is VERSION minus the floor ")
+	p("(runtime start, package initialisation of everything linked in, skel); the verb is ADD or DEL minus VERSION.\n\n")
+	p("| | ours ADD | sbr ADD | ours DEL | sbr DEL |\n|---|---|---|---|---|\n")
+	v := [2]time.Duration{r.version[ours].ok.pct(50), r.version[sbr].ok.pct(50)}
+	add := [2]time.Duration{r.add[ours].ok.pct(50), r.add[sbr].ok.pct(50)}
+	del := [2]time.Duration{r.del[ours].ok.pct(50), r.del[sbr].ok.pct(50)}
+	p("| exec floor (empty Go binary) | %s | %s | %s | %s |\n", ms(floor), ms(floor), ms(floor), ms(floor))
+	p("| runtime and package init | %s | %s | %s | %s |\n", ms(v[ours]-floor), ms(v[sbr]-floor), ms(v[ours]-floor), ms(v[sbr]-floor))
+	p("| the verb | %s | %s | %s | %s |\n", ms(add[ours]-v[ours]), ms(add[sbr]-v[sbr]), ms(del[ours]-v[ours]), ms(del[sbr]-v[sbr]))
+	p("| of which ours' own measure (log `duration_ms`) | %s | – | %s | – |\n", ms(r.addInproc.pct(50)), ms(r.delInproc.pct(50)))
+	p("| total (p50) | %s | %s | %s | %s |\n\n", ms(add[ours]), ms(add[sbr]), ms(del[ours]), ms(del[sbr]))
+	p("Peak RSS follows the same split: empty binary %s MiB, VERSION %s (ours) and %s (sbr) MiB (p50 / max).\n\n",
+		rssText(r.empty.rss), rssText(r.version[ours].rss), rssText(r.version[sbr].rss))
 }
