@@ -108,8 +108,13 @@ func TestIMDSFaults(t *testing.T) {
 	cases := []tc{
 		{name: "down (connection refused)", endpoint: closedPort, code: 11, msg: "unavailable"},
 		{name: "black-holed (SYNs dropped)", endpoint: blackHole, code: 11, msg: "nothing was installed"},
-		{name: "accepts and never answers", fault: func(f *imdsfake.Fake) { f.SetHang(true) }, code: 11, msg: "did not answer within imds.timeout 1s", atBudget: true},
-		{name: "slower than the budget (2s per answer)", fault: func(f *imdsfake.Fake) { f.SetLatency(2 * time.Second) }, code: 11, msg: "did not answer within imds.timeout 1s", atBudget: true},
+		// The client's per-request bound (1 s) and the budget (1 s) end
+		// together here: either message, code 11, at the budget.
+		{name: "accepts and never answers", fault: func(f *imdsfake.Fake) { f.SetHang(true) }, code: 11, msg: "nothing was installed", atBudget: true},
+		// Each answer within the client's per-request bound (1 s), the
+		// lookup's sequence of them beyond the 1 s budget.
+		{name: "slower than the budget (700ms per answer)", fault: func(f *imdsfake.Fake) { f.SetLatency(700 * time.Millisecond) }, code: 11, msg: "did not answer within imds.timeout 1s", atBudget: true},
+		{name: "answers slower than the per-request bound (2s)", fault: func(f *imdsfake.Fake) { f.SetLatency(2 * time.Second) }, code: 11, msg: "nothing was installed", atBudget: true},
 		{name: "slow within the budget (100ms per answer)", fault: func(f *imdsfake.Fake) { f.SetLatency(100 * time.Millisecond) }},
 		{name: "not propagated (device-number stays 0)", eni: func(e *imdsfake.ENI) { e.PropagateAfter = 1 << 30 }, code: 11, msg: "not propagated", atBudget: true},
 		{name: "wrong MAC (link not known to IMDS)", mac: "0a:1e:00:00:09:99", code: 7, msg: "lists no network interface with MAC 0a:1e:00:00:09:99"},
