@@ -4,6 +4,7 @@ import (
 	"debug/buildinfo"
 	"fmt"
 	"os"
+	"os/exec"
 	"runtime"
 	"strings"
 	"time"
@@ -110,7 +111,7 @@ func (b *bench) render() string {
 	p("- Date: %s (run took %s)\n", m.date.Format("2006-01-02 15:04 MST"), r.elapsed.Round(time.Second))
 	p("- Kernel: %s; CPU: %s × %d; memory %s\n", m.kernel, m.cpu, m.ncpu, m.mem)
 	p("- Load average at start / end: %s / %s\n", m.loadStart, m.loadEnd)
-	p("- ec2-policy-routes: %s (`make build` flags: `-trimpath -ldflags \"-s -w\"`, CGO_ENABLED=0)\n", buildOf(b.bin[ours]))
+	p("- ec2-policy-routes: %s; %s (`make build` flags: `-trimpath -ldflags \"-s -w\"`, CGO_ENABLED=0)\n", versionOf(b.bin[ours]), buildOf(b.bin[ours]))
 	p("- sbr: %s (`go install`, as `make tools`)\n", buildOf(b.bin[sbr]))
 	p("- Samples: %d ADD and %d DEL per plugin, %d floor calls per kind, %d link arrivals, %d absent-link ADDs (%d at once), idle window %s; seed %d\n\n",
 		r.add[ours].calls(), r.del[ours].calls(), r.empty.calls(), len(r.arrivalTotal)+len(r.arrivalFail.failures),
@@ -135,8 +136,8 @@ func (b *bench) render() string {
 		ms(r.add[sbr].cpu.pct(50))+" / "+ms(r.del[sbr].cpu.pct(50)),
 		fmt.Sprintf("%.2f / %.2f", ratio(r.add[ours].cpu.pct(50), r.add[sbr].cpu.pct(50)), ratio(r.del[ours].cpu.pct(50), r.del[sbr].cpu.pct(50))), "", "")
 	row("Work done by one ADD (rules + routes installed)",
-		fmt.Sprintf("%d rules, %d routes", r.objects[ours][0], r.objects[ours][1]),
-		fmt.Sprintf("%d rules, %d routes (main's default moved, not copied)", r.objects[sbr][0], r.objects[sbr][1]), "", "", "")
+		fmt.Sprintf("%d rule(s), %d route(s); main table untouched", r.objects[ours][0], r.objects[ours][1]),
+		fmt.Sprintf("%d rule(s), %d route(s); main's default route moved into its table", r.objects[sbr][0], r.objects[sbr][1]), "", "", "")
 	row("Failed calls ADD / DEL", r.add[ours].failText()+" / "+r.del[ours].failText(), r.add[sbr].failText()+" / "+r.del[sbr].failText(), "", "", "")
 	row("Floor: empty Go binary p50 / p90 / p99", r.empty.ok.triple(), "(same binary)", "", "", "")
 	row("VERSION p50 / p90 / p99", r.version[ours].ok.triple(), r.version[sbr].ok.triple(), ratioText(r.version[ours].ok, r.version[sbr].ok), "", "")
@@ -291,4 +292,13 @@ func (b *bench) renderBreakdown(w *strings.Builder) {
 	p("| total (p50) | %s | %s | %s | %s |\n\n", ms(add[ours]), ms(add[sbr]), ms(del[ours]), ms(del[sbr]))
 	p("Peak RSS follows the same split: empty binary %s MiB, VERSION %s (ours) and %s (sbr) MiB (p50 / max).\n\n",
 		rssText(r.empty.rss), rssText(r.version[ours].rss), rssText(r.version[sbr].rss))
+}
+
+// versionOf asks the plugin for its version (`--version`, CNI_COMMAND unset).
+func versionOf(bin string) string {
+	out, err := exec.Command(bin, "--version").Output()
+	if err != nil {
+		return "version unknown"
+	}
+	return strings.TrimSpace(string(out))
 }
