@@ -280,18 +280,11 @@ func TestLinkNeverAppears(t *testing.T) {
 		t.Fatalf("message should name the link and the timeout: %q", r.Err.Msg)
 	}
 	assertNothingOurs(t, nl)
-	assertNoPluginProcess(t)
+	if pids := ns.Holders(t); len(pids) > 0 {
+		t.Fatalf("processes still hold the task namespace after ADD returned: %v", pids)
+	}
 	// The DEL that follows a failed ADD succeeds.
 	runDirect(t, "DEL", ns, "eth0", ecsConf("")).MustSucceed(t, "DEL after failed ADD")
-}
-
-// assertNoPluginProcess checks no ec2-policy-routes process is alive.
-func assertNoPluginProcess(t *testing.T) {
-	t.Helper()
-	out, _ := exec.Command("pgrep", "-x", "ec2-policy-rout").CombinedOutput()
-	if s := strings.TrimSpace(string(out)); s != "" {
-		t.Fatalf("ec2-policy-routes processes still running: %s", s)
-	}
 }
 
 // TestLinkArrivesLate: the ENI reaches the namespace 200 ms after ADD

@@ -460,3 +460,37 @@ func Prefix(t TB, s string) netip.Prefix {
 	}
 	return p
 }
+
+// Holders returns the PIDs, other than this test process, that hold the
+// namespace: as their own network namespace or through an open fd. A plugin
+// that left something running behind for this namespace shows up here,
+// without confusing it with other tests' plugin processes.
+func (n *Netns) Holders(t TB) []int {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Stat(n.Path, &st); err != nil {
+		return nil // namespace already gone: nobody can hold its path
+	}
+	want := fmt.Sprintf("net:[%d]", st.Ino)
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	self := os.Getpid()
+	var out []int
+	for _, p := range procs {
+		var pid int
+		if _, err := fmt.Sscanf(filepath.Base(p), "%d", &pid); err != nil || pid == self {
+			continue
+		}
+		if l, _ := os.Readlink(p + "/ns/net"); l == want {
+			out = append(out, pid)
+			continue
+		}
+		fds, _ := filepath.Glob(p + "/fd/*")
+		for _, fd := range fds {
+			if l, _ := os.Readlink(fd); l == want {
+				out = append(out, pid)
+				break
+			}
+		}
+	}
+	return out
+}
