@@ -110,3 +110,13 @@ stress: build tools
 	  EC2PR_REPORT=$(CURDIR)/docs/RELIABILITY.md EC2PR_FUZZ_LOGS=$(STRESS_OUT) \
 	  EC2PR_BIN=$(CURDIR)/$(BIN) EC2PR_TOOLS=$(TOOLS) \
 	  $(GO) test -count=1 -timeout 15m -run '$(STRESS_TESTS)' ./integration/ 2>&1 | tee $(STRESS_OUT)/integration.log
+
+# Extra static analysis (errcheck, staticcheck, errorlint, ...; see
+# .golangci.yml). Not part of make test: building golangci-lint takes minutes.
+GOLANGCI_VERSION := v2.15.0
+$(TOOLS)/golangci-lint:
+	GOBIN=$(TOOLS) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION)
+
+.PHONY: golangci
+golangci: $(TOOLS)/golangci-lint
+	$(TOOLS)/golangci-lint run ./...

@@ -937,11 +937,9 @@ func TestFaultDelSequences(t *testing.T) {
 		ns := setup(t, "10.0.13.10/24")
 		a, _ := runPlugin(t, cniEnv("ADD", ns, "eth0"), relConf(""))
 		a.MustSucceed(t, "ADD")
-		var plugs []*plug
 		for i := range 3 {
 			d, p := runPlugin(t, cniEnv("DEL", ns, "eth0"), relConf(""))
 			d.MustSucceed(t, fmt.Sprintf("DEL #%d", i+1))
-			plugs = append(plugs, p)
 			assertNoResidue(t, []*h.Netns{ns}, p)
 		}
 		rep.add("ADD then DEL x3: all exit 0, nothing left after each")

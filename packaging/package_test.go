@@ -258,7 +258,7 @@ func readTarGz(t *testing.T, b []byte) map[string]*entry {
 	out := map[string]*entry{}
 	for {
 		h, err := tr.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return out
 		}
 		if err != nil {

@@ -126,14 +126,6 @@ func rssText(rss []int64) string {
 	return fmt.Sprintf("%.1f / %.1f", float64(p50)/1024, float64(c[len(c)-1])/1024)
 }
 
-func firstLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		s = s[:i]
-	}
-	return s
-}
-
 func lastLine(s string) string {
 	s = strings.TrimSpace(s)
 	if i := strings.LastIndexByte(s, '\n'); i >= 0 {

@@ -11,6 +11,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -85,7 +86,7 @@ func Binary(t TB) string {
 		cmd.Dir = RepoRoot()
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+			buildErr = fmt.Errorf("go build: %w\n%s", err, out)
 		}
 	})
 	if buildErr != nil {
@@ -310,8 +311,8 @@ func Run(ctx context.Context, t TB, bin string, env Env, stdin []byte) Result {
 	err := cmd.Run()
 	r := Result{Stdout: so.Bytes(), Stderr: se.Bytes(), Duration: time.Since(start)}
 	if err != nil {
-		ee, ok := err.(*exec.ExitError)
-		if !ok {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
 			t.Fatalf("exec %s: %v", bin, err)
 		}
 		r.ExitCode = ee.ExitCode()

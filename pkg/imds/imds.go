@@ -232,7 +232,7 @@ func (c *Client) get(ctx context.Context, key string) (body string, found bool, 
 			return "", false, &Error{Key: key, Status: code, Err: errors.New(http.StatusText(code))}
 		}
 		if ctxErr := context.Cause(ctx); ctxErr != nil {
-			return "", false, &Error{Key: key, Err: fmt.Errorf("%w (last error: %v)", ctxErr, err)}
+			return "", false, &Error{Key: key, Err: fmt.Errorf("%w (last error: %v)", ctxErr, err)} //nolint:errorlint // the budget is the cause; the SDK error is context only
 		}
 		return "", false, &Error{Key: key, Err: err}
 	}

@@ -126,7 +126,7 @@ func (w *waiter) event(m syscall.NetlinkMessage) (netlink.Link, bool, error) {
 	hdr := unix.NlMsghdr(m.Header)
 	link, err := netlink.LinkDeserialize(&hdr, m.Data)
 	if err != nil {
-		return nil, false, nil
+		return nil, false, nil //nolint:nilerr // an undecodable notification carries nothing to act on
 	}
 	idx := int(ifi.Index)
 	if m.Header.Type == unix.RTM_DELLINK {

@@ -328,7 +328,7 @@ func TestMetadataSessionPerInvocation(t *testing.T) {
 			t.Fatalf("invocation %d: %v", i, err)
 		}
 	}
-	if f.TokensIssued() != 2 || m.deadline.Sub(time.Now()) < 2*time.Second {
+	if f.TokensIssued() != 2 || time.Until(m.deadline) < 2*time.Second {
 		t.Errorf("%d tokens for two invocations; budget left %v", f.TokensIssued(), time.Until(m.deadline))
 	}
 }
