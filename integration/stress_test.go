@@ -32,11 +32,14 @@ import (
 	"golang.org/x/sys/unix"
 
 	h "github.com/ec2-policy-routes/ec2-policy-routes/integration/harness"
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/config"
 )
 
 func TestMain(m *testing.M) {
 	start := time.Now()
+	restore := keepDefaultLogAsFound()
 	code := m.Run()
+	restore()
 	if path := os.Getenv("EC2PR_REPORT"); path != "" {
 		if err := writeReport(path, time.Since(start), code); err != nil {
 			fmt.Fprintf(os.Stderr, "write reliability report: %v\n", err)
@@ -48,6 +51,31 @@ func TestMain(m *testing.M) {
 		}
 	}
 	os.Exit(code)
+}
+
+// keepDefaultLogAsFound: tests whose config names no logFile make the plugin
+// log to its production default (/var/log/ecs/ec2-policy-routes.log). Remove
+// afterwards whatever of that the run created, so the machine is left as
+// found; files that existed before are never touched.
+func keepDefaultLogAsFound() (restore func()) {
+	dir := filepath.Dir(config.DefaultLogFile)
+	_, dirErr := os.Stat(dir)
+	before := map[string]bool{}
+	old, _ := filepath.Glob(config.DefaultLogFile + "*")
+	for _, f := range old {
+		before[f] = true
+	}
+	return func() {
+		now, _ := filepath.Glob(config.DefaultLogFile + "*")
+		for _, f := range now {
+			if !before[f] {
+				_ = os.Remove(f)
+			}
+		}
+		if os.IsNotExist(dirErr) {
+			_ = os.Remove(dir) // only if empty
+		}
+	}
 }
 
 // ---------------------------------------------------------------------------
