@@ -6,7 +6,6 @@ package integration
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -28,23 +27,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	h "github.com/ec2-policy-routes/ec2-policy-routes/integration/harness"
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/badinput"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/imdsfake"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/state"
 )
-
-// badInput mirrors pkg/config's table entry (pkg/config/testdata/bad-inputs.json).
-type badInput struct {
-	Name    string            `json:"name"`
-	Raw     *string           `json:"raw"`
-	Set     map[string]any    `json:"set"`
-	Unset   []string          `json:"unset"`
-	Env     map[string]string `json:"env"`
-	Code    uint              `json:"code"`
-	Msg     string            `json:"msg"`
-	BinCode uint              `json:"binCode"`
-	BinMsg  *string           `json:"binMsg"`
-	Level   string            `json:"level"`
-}
 
 // TestHostileInputThroughBinary: the bad-input table of pkg/config, driven
 // through the binary with the runtime's environment: exit 1, a CNI error
@@ -53,17 +39,8 @@ type badInput struct {
 func TestHostileInputThroughBinary(t *testing.T) {
 	rep := scenario(t, "H1", "bad-input table through the binary (exit code + JSON error, never 999, never a panic)")
 	h.RequireRoot(t)
-	data, err := os.ReadFile(filepath.Join(h.RepoRoot(), "pkg", "config", "testdata", "bad-inputs.json"))
+	table, err := badinput.Load(filepath.Join(h.RepoRoot(), "pkg", "config", "testdata", "bad-inputs.json"))
 	if err != nil {
-		t.Fatal(err)
-	}
-	var table struct {
-		Base  map[string]any `json:"base"`
-		Cases []badInput     `json:"cases"`
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	if err := dec.Decode(&table); err != nil {
 		t.Fatal(err)
 	}
 	ns := h.NewNetns(t)
@@ -97,7 +74,11 @@ func TestHostileInputThroughBinary(t *testing.T) {
 			if c.BinMsg != nil {
 				msg = *c.BinMsg
 			}
-			r, p := runPlugin(t, env, badStdin(t, table.Base, c, ns.Path))
+			stdin, err := table.Stdin(c, ns.Path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, p := runPlugin(t, env, stdin)
 			mustFail(t, r, c.Name, code, msg)
 			assertNoResidue(t, []*h.Netns{ns}, p)
 			codes[code]++
@@ -120,31 +101,6 @@ func TestHostileInputThroughBinary(t *testing.T) {
 	}
 	rep.add("%d cases from pkg/config/testdata/bad-inputs.json (the same table pkg/config tests at unit level): %s; every one exit 1 with a CNI error JSON naming the field, 0 × code 999, 0 panics, nothing installed or created; slowest %s",
 		total, strings.Join(parts, ", "), slowest.Round(time.Millisecond))
-}
-
-// badStdin renders a table case (same rules as pkg/config's test).
-func badStdin(t *testing.T, base map[string]any, c badInput, netns string) []byte {
-	t.Helper()
-	if c.Raw != nil {
-		return []byte(*c.Raw)
-	}
-	m := map[string]any{}
-	for k, v := range base {
-		m[k] = v
-	}
-	for k, v := range c.Set {
-		m[k] = v
-	}
-	for _, k := range c.Unset {
-		delete(m, k)
-	}
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(m); err != nil {
-		t.Fatal(err)
-	}
-	return bytes.ReplaceAll(b.Bytes(), []byte("@netns"), []byte(netns))
 }
 
 // TestSecurityNeverHostNamespace: every way of naming the host's own

@@ -1,88 +1,48 @@
 package config
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
-	"os"
 	"strings"
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/badinput"
 )
 
-// BadInput is one case of testdata/bad-inputs.json, the hostile-input table
-// shared with the binary-level test (integration/security_test.go).
-type BadInput struct {
-	Name    string            `json:"name"`
-	Raw     *string           `json:"raw"`
-	Set     map[string]any    `json:"set"`
-	Unset   []string          `json:"unset"`
-	Env     map[string]string `json:"env"`
-	Code    uint              `json:"code"`
-	Msg     string            `json:"msg"`
-	BinCode uint              `json:"binCode"`
-	BinMsg  *string           `json:"binMsg"`
-	Level   string            `json:"level"`
-}
-
-type badInputFile struct {
-	Base  map[string]any `json:"base"`
-	Cases []BadInput     `json:"cases"`
-}
-
-func loadBadInputs(t *testing.T) ([]BadInput, map[string]any) {
+// loadBadInputs reads the hostile-input table shared with the binary-level
+// test (integration/security_test.go).
+func loadBadInputs(t *testing.T) *badinput.Table {
 	t.Helper()
-	data, err := os.ReadFile("testdata/bad-inputs.json")
+	tab, err := badinput.Load("testdata/bad-inputs.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var f badInputFile
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber() // keep 9223372036854775807 exact
-	if err := dec.Decode(&f); err != nil {
-		t.Fatalf("testdata/bad-inputs.json: %v", err)
-	}
-	return f.Cases, f.Base
+	return tab
 }
 
-// stdin renders a case with netns substituted for "@netns".
-func (c BadInput) stdin(t *testing.T, base map[string]any, netns string) []byte {
+// stdin renders a case for a namespace path used by every unit case.
+func stdin(t *testing.T, tab *badinput.Table, c badinput.Case) []byte {
 	t.Helper()
-	if c.Raw != nil {
-		return []byte(*c.Raw)
-	}
-	m := map[string]any{}
-	for k, v := range base {
-		m[k] = v
-	}
-	for k, v := range c.Set {
-		m[k] = v
-	}
-	for _, k := range c.Unset {
-		delete(m, k)
-	}
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(m); err != nil {
+	b, err := tab.Stdin(c, "/var/run/netns/task")
+	if err != nil {
 		t.Fatal(err)
 	}
-	return bytes.ReplaceAll(b.Bytes(), []byte("@netns"), []byte(netns))
+	return b
 }
 
 // TestBadInputTable: every case Parse sees fails with a *types.Error of the
 // table's code (never 999) and a message naming the offending field.
 func TestBadInputTable(t *testing.T) {
-	cases, base := loadBadInputs(t)
+	tab := loadBadInputs(t)
 	n := 0
-	for _, c := range cases {
+	for _, c := range tab.Cases {
 		if c.Level == "binary" {
 			continue
 		}
 		n++
 		t.Run(c.Name, func(t *testing.T) {
-			_, err := Parse(c.stdin(t, base, "/var/run/netns/task"))
+			_, err := Parse(stdin(t, tab, c))
 			assertCNIError(t, err, c.Code, c.Msg)
 		})
 	}

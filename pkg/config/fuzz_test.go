@@ -131,13 +131,13 @@ func TestWriteFuzzSeeds(t *testing.T) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cases, base := loadBadInputs(t)
+	tab := loadBadInputs(t)
 	seeds := map[string][]byte{}
 	for i, s := range validSeeds {
 		seeds[fmt.Sprintf("valid-%d", i)] = []byte(s)
 	}
-	for _, c := range cases {
-		seeds["bad-"+slug(c.Name)] = c.stdin(t, base, "/var/run/netns/task")
+	for _, c := range tab.Cases {
+		seeds["bad-"+slug(c.Name)] = stdin(t, tab, c)
 	}
 	for name, data := range seeds {
 		body := "go test fuzz v1\n[]byte(" + strconv.Quote(string(data)) + ")\n"
