@@ -101,14 +101,6 @@ func imdsAltNames(t *testing.T, nl *netlink.Handle, ifname string) []string {
 	return out
 }
 
-func imdsEqual(t *testing.T, what string, got, want []string) {
-	t.Helper()
-	slices.Sort(want)
-	if !slices.Equal(got, want) {
-		t.Errorf("%s:\n got  %q\n want %q", what, got, want)
-	}
-}
-
 // Two ENIs (device-number 1 on card 0, device-number 2 on card 1) with
 // secondary IPv4s and an IPv4 prefix: one ADD installs ec2-net-utils'
 // numbering, one rule per address and prefix, the VPC subnet routes and the
@@ -151,7 +143,7 @@ func TestIMDSTwoENIsRuleByRule(t *testing.T) {
 	r := h.Run(context.Background(), t, bin, env, conf).MustSucceed(t, "ADD")
 	t.Logf("ADD with two ENIs took %v, %d IMDS requests", r.Duration, fake.Count())
 
-	imdsEqual(t, "rules", imdsRules(t, nl), []string{
+	equalSets(t, "rules", imdsRules(t, nl), []string{
 		"from 10.0.1.25/32 lookup 10001 prio 10001",
 		"from 10.0.1.26/32 lookup 10001 prio 10001",
 		"from 10.0.1.48/28 lookup 10001 prio 10001",
@@ -159,15 +151,15 @@ func TestIMDSTwoENIsRuleByRule(t *testing.T) {
 		"from 10.0.2.10/32 lookup 10102 prio 10102",
 		"from 2001:db8:2::9/128 lookup 10102 prio 10102",
 	})
-	imdsEqual(t, "routes", imdsRoutes(t, nl), []string{
+	equalSets(t, "routes", imdsRoutes(t, nl), []string{
 		"10001 10.0.1.0/24 dev eth1 src 10.0.1.25",
 		"10001 default via 10.0.1.1 dev eth1",     // from the link's main route
 		"10102 10.0.2.0/24 dev eth2 src 10.0.2.9", // the VPC subnet, not the /28 mask
 		"10102 2001:db8:2::/64 dev eth2",
 		"10102 default via 10.0.2.1 dev eth2", // no gateway on the link: the VPC router
 	})
-	imdsEqual(t, "eth1 altnames", imdsAltNames(t, nl, "eth1"), []string{"eni-0aaa00000000000e1", "device-number-1.0"})
-	imdsEqual(t, "eth2 altnames", imdsAltNames(t, nl, "eth2"), []string{"eni-0bbb00000000000e2", "device-number-2.1"})
+	equalSets(t, "eth1 altnames", imdsAltNames(t, nl, "eth1"), []string{"eni-0aaa00000000000e1", "device-number-1.0"})
+	equalSets(t, "eth2 altnames", imdsAltNames(t, nl, "eth2"), []string{"eni-0bbb00000000000e2", "device-number-2.1"})
 
 	// One token for the invocation; per ENI device-number, network-card,
 	// interface-id, local-ipv4s, ipv6s, ipv4-prefix, ipv6-prefix and the
@@ -189,7 +181,7 @@ func TestIMDSTwoENIsRuleByRule(t *testing.T) {
 	fake.ResetLog()
 	before := imdsRoutes(t, nl)
 	h.Run(context.Background(), t, bin, env, conf).MustSucceed(t, "second ADD")
-	imdsEqual(t, "routes after second ADD", imdsRoutes(t, nl), before)
+	equalSets(t, "routes after second ADD", imdsRoutes(t, nl), before)
 
 	fake.ResetLog()
 	env.Command = "CHECK"
@@ -202,8 +194,8 @@ func TestIMDSTwoENIsRuleByRule(t *testing.T) {
 	if rules, routes := h.Ours(t, nl); len(rules)+len(routes) != 0 {
 		t.Errorf("DEL left %v %v", h.RuleStrings(rules), routes)
 	}
-	imdsEqual(t, "eth1 altnames after DEL", imdsAltNames(t, nl, "eth1"), []string{"eni-0aaa00000000000e1"})
-	imdsEqual(t, "eth2 altnames after DEL", imdsAltNames(t, nl, "eth2"), nil)
+	equalSets(t, "eth1 altnames after DEL", imdsAltNames(t, nl, "eth1"), []string{"eni-0aaa00000000000e1"})
+	equalSets(t, "eth2 altnames after DEL", imdsAltNames(t, nl, "eth2"), nil)
 	if imdsExists(statePath) {
 		t.Error("DEL left the ownership record")
 	}
@@ -238,7 +230,7 @@ func TestIMDSHangingBudget(t *testing.T) {
 	if rules, routes := h.Ours(t, nl); len(rules)+len(routes) != 0 {
 		t.Errorf("installed %v %v", h.RuleStrings(rules), routes)
 	}
-	imdsEqual(t, "altnames", imdsAltNames(t, nl, "eth0"), nil)
+	equalSets(t, "altnames", imdsAltNames(t, nl, "eth0"), nil)
 	if imdsExists(statePath) {
 		t.Error("ownership record written")
 	}
@@ -267,7 +259,7 @@ func TestIMDSPropagation(t *testing.T) {
 			r := h.Run(context.Background(), t, bin, env, imdsConf(t, url, `,"timeout":"800ms"`))
 			if tc.after < 10 {
 				r.MustSucceed(t, "ADD")
-				imdsEqual(t, "rules", imdsRules(t, nl), []string{"from 10.0.3.25/32 lookup 10003 prio 10003"})
+				equalSets(t, "rules", imdsRules(t, nl), []string{"from 10.0.3.25/32 lookup 10003 prio 10003"})
 				return
 			}
 			r.MustFailWith(t, "ADD", 11)
@@ -342,7 +334,7 @@ func TestIMDSGCDropsStaleRecord(t *testing.T) {
 	if rules, routes := h.Ours(t, nl); len(rules)+len(routes) != 0 {
 		t.Errorf("DEL left %v %v", h.RuleStrings(rules), routes)
 	}
-	imdsEqual(t, "altnames", imdsAltNames(t, nl, "eth0"), []string{"eni-0ddd0000000000041", "device-number-1"})
+	equalSets(t, "altnames", imdsAltNames(t, nl, "eth0"), []string{"eni-0ddd0000000000041", "device-number-1"})
 }
 
 // The same client against AWS's own IMDS mock (ec2-metadata-mock v1.13.0,
@@ -384,19 +376,19 @@ func TestIMDSAgainstAEMM(t *testing.T) {
 	imdsStatePath(t, env)
 	conf := imdsConf(t, url, "")
 	h.Run(context.Background(), t, bin, env, conf).MustSucceed(t, "ADD against ec2-metadata-mock")
-	imdsEqual(t, "rules", imdsRules(t, nl), []string{
+	equalSets(t, "rules", imdsRules(t, nl), []string{
 		"from 10.0.5.25/32 lookup 10102 prio 10102",
 		"from 10.0.5.26/32 lookup 10102 prio 10102",
 		"from 10.0.5.64/28 lookup 10102 prio 10102",
 	})
-	imdsEqual(t, "routes", imdsRoutes(t, nl), []string{
+	equalSets(t, "routes", imdsRoutes(t, nl), []string{
 		"10102 10.0.5.0/24 dev eth1 src 10.0.5.25",
 		"10102 default via 10.0.5.1 dev eth1",
 	})
-	imdsEqual(t, "altnames", imdsAltNames(t, nl, "eth1"), []string{"eni-0eee0000000000051", "device-number-2.1"})
+	equalSets(t, "altnames", imdsAltNames(t, nl, "eth1"), []string{"eni-0eee0000000000051", "device-number-2.1"})
 	env.Command = "DEL"
 	h.Run(context.Background(), t, bin, env, conf).MustSucceed(t, "DEL")
-	imdsEqual(t, "altnames after DEL", imdsAltNames(t, nl, "eth1"), nil)
+	equalSets(t, "altnames after DEL", imdsAltNames(t, nl, "eth1"), nil)
 	h.Run(context.Background(), t, bin, h.Env{Command: "STATUS", Path: "/x"}, conf).MustSucceed(t, "STATUS against ec2-metadata-mock")
 }
 
