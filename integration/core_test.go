@@ -471,3 +471,30 @@ func TestRefusesHostNetns(t *testing.T) {
 		r.MustFailWith(t, cmd+" in the host namespace", 7)
 	}
 }
+
+// TestTentativeIPv6WithGlobalGateway: the ENI's IPv6 address is still in
+// DAD (tentative: the veth has no carrier, so DAD never completes) and the
+// gateway is a global address in its subnet. ADD must not fail nor wait.
+func TestTentativeIPv6WithGlobalGateway(t *testing.T) {
+	ns := h.NewNetns(t)
+	nl := ns.Handle(t)
+	eni := h.NewENI(t)
+	eni.MoveOnly(t, ns, "eth0")
+	ns.IP(t, "addr", "add", "2001:db8:7::10/64", "dev", "eth0") // no nodad: stays tentative
+	ns.IP(t, "link", "set", "eth0", "up")
+	if out := ns.IP(t, "-6", "addr", "show", "dev", "eth0", "scope", "global"); !strings.Contains(out, "tentative") {
+		t.Fatalf("test premise: address should be tentative:\n%s", out)
+	}
+	r := runDirect(t, "ADD", ns, "eth0", ecsConf(`"gateway":{"ipv6":"2001:db8:7::1"}`)).MustSucceed(t, "ADD with a tentative address")
+	if r.Duration > 2*time.Second {
+		t.Fatalf("ADD waited for DAD: %s", r.Duration)
+	}
+	rules, routes := h.Ours(t, nl)
+	equalSets(t, "rules", sortedRules(rules), []string{"from 2001:db8:7::10/128 lookup 10000 prio 10000"})
+	equalSets(t, "routes", routeSet(routes), []string{
+		"table 10000 2001:db8:7::/64",
+		"table 10000 default via 2001:db8:7::1",
+	})
+	runDirect(t, "DEL", ns, "eth0", ecsConf("")).MustSucceed(t, "DEL")
+	assertNothingOurs(t, nl)
+}
