@@ -110,7 +110,7 @@ func (h *Handle) ReadState() (*State, error) {
 			}
 			continue
 		}
-		if r.Table == unix.RT_TABLE_MAIN && pr.Type != plan.Unicast {
+		if r.Table == unix.RT_TABLE_MAIN && pr.Type.IsReject() {
 			st.MainRejects = append(st.MainRejects, pr)
 		}
 	}

@@ -73,6 +73,12 @@ const (
 	Prohibit    RouteType = 8 // RTN_PROHIBIT
 )
 
+// IsReject reports whether t is blackhole, unreachable or prohibit: the
+// route types that block traffic and are copied from main.
+func (t RouteType) IsReject() bool {
+	return t == Blackhole || t == Unreachable || t == Prohibit
+}
+
 func (t RouteType) String() string {
 	switch t {
 	case Blackhole:
@@ -220,7 +226,11 @@ func Build(ifaces []Interface, rejects []Route) (Plan, error) {
 			}
 		}
 		for _, rj := range rejects {
-			if rj.Type == Unicast || !families[rj.Family()] {
+			// Only the three reject types are blocks to carry. Any other
+			// non-unicast route in main (an AnyIP "local" route, throw,
+			// multicast) is not one, and a local route copied without its
+			// device is refused by the kernel (EINVAL), failing ADD.
+			if !rj.Type.IsReject() || !families[rj.Family()] {
 				continue
 			}
 			p.Routes = append(p.Routes, Route{Table: ifc.Table, Dst: rj.Dst.Masked(), Type: rj.Type})

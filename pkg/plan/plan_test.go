@@ -268,3 +268,33 @@ func TestPlanTables(t *testing.T) {
 		t.Fatalf("Tables() = %v", got)
 	}
 }
+
+// Only blackhole, unreachable and prohibit routes of main are copied: any
+// other non-unicast type there (an AnyIP "local" route, throw, multicast)
+// is not a block to carry, and a local route copied without its device is
+// refused by the kernel, failing ADD.
+func TestBuildCopiesOnlyRejectTypes(t *testing.T) {
+	ifc := ifaceFromAddrs("eth0", 2, 10000, []string{"10.0.1.5/24"})
+	rejects := []Route{
+		{Table: TableMain, Dst: pfx("10.7.1.0/24"), Type: Blackhole},
+		{Table: TableMain, Dst: pfx("10.7.2.0/24"), Type: Unreachable},
+		{Table: TableMain, Dst: pfx("10.7.3.0/24"), Type: Prohibit},
+		{Table: TableMain, Dst: pfx("10.9.0.0/24"), Type: 2}, // RTN_LOCAL
+		{Table: TableMain, Dst: pfx("224.0.0.0/4"), Type: 5}, // RTN_MULTICAST
+		{Table: TableMain, Dst: pfx("10.8.0.0/16"), Type: 9}, // RTN_THROW
+	}
+	p, err := Build([]Interface{ifc}, rejects)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strs(p.Routes)
+	want := []string{
+		"route 10.0.1.0/24 dev #2 scope link src 10.0.1.5 table 10000",
+		"route blackhole 10.7.1.0/24 table 10000",
+		"route prohibit 10.7.3.0/24 table 10000",
+		"route unreachable 10.7.2.0/24 table 10000",
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("routes:\n got %q\nwant %q", got, want)
+	}
+}

@@ -1,0 +1,133 @@
+package plugin
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"testing"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/internal/netnstest"
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/plan"
+)
+
+// rejectsNetns makes a namespace with an up veth "eth0" addressed
+// 10.0.1.25/24 and a main default route via 10.0.1.1, as an ENI plugin
+// leaves it, and returns the CNI_NETNS path and a handle into it. Needs root
+// (skips otherwise); everything goes with the namespace in t.Cleanup.
+func rejectsNetns(t *testing.T) (string, *netlink.Handle, netlink.Link) {
+	t.Helper()
+	nsh, nl := netnstest.New(t)
+	la := netlink.NewLinkAttrs()
+	la.Name = "eth0"
+	if err := nl.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: "peer0"}); err != nil {
+		t.Fatal(err)
+	}
+	link, err := nl.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := netlink.ParseAddr("10.0.1.25/24")
+	if err := nl.AddrAdd(link, addr); err != nil {
+		t.Fatal(err)
+	}
+	if err := nl.LinkSetUp(link); err != nil {
+		t.Fatal(err)
+	}
+	if err := nl.RouteAdd(&netlink.Route{LinkIndex: link.Attrs().Index, Gw: net.ParseIP("10.0.1.1").To4()}); err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), int(nsh)), nl, link
+}
+
+// runVerb runs one verb in process as the ECS agent would (standalone,
+// cniVersion 0.3.0, IMDS off), with the result on stdout discarded.
+func runVerb(t *testing.T, verb, netnsPath string) error {
+	t.Helper()
+	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer devnull.Close()
+	stdout := os.Stdout
+	os.Stdout = devnull
+	defer func() { os.Stdout = stdout }()
+	p := &Plugin{StateDir: t.TempDir()}
+	args := &skel.CmdArgs{ContainerID: "c", IfName: "eth0", Netns: netnsPath,
+		StdinData: []byte(`{"cniVersion":"0.3.0","name":"n","type":"ec2-policy-routes","imds":{"enabled":false}}`)}
+	switch verb {
+	case "ADD":
+		return p.Add(args)
+	case "CHECK":
+		return p.Check(args)
+	case "DEL":
+		return p.Del(args)
+	}
+	t.Fatalf("unknown verb %s", verb)
+	return nil
+}
+
+// ourRoutes lists the routes of ours (protocol 236) in every table.
+func ourRoutes(t *testing.T, nl *netlink.Handle) []netlink.Route {
+	t.Helper()
+	routes, err := nl.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_UNSPEC, Protocol: plan.Protocol},
+		netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return routes
+}
+
+// A main table holding a route of a type that is not a reject (here an
+// AnyIP "local" route, `ip route add local 10.9.0.0/24 dev lo table main`)
+// must not be copied into our table: only blackhole, unreachable and
+// prohibit routes are. Copying it made every ADD fail with code 5 ("add
+// route unicast 10.9.0.0/24 table 10000: invalid argument").
+func TestAddCopiesOnlyRejectRoutes(t *testing.T) {
+	path, nl, _ := rejectsNetns(t)
+	lo, err := nl.LinkByName("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nl.LinkSetUp(lo); err != nil {
+		t.Fatal(err)
+	}
+	_, anyIP, _ := net.ParseCIDR("10.9.0.0/24")
+	if err := nl.RouteAdd(&netlink.Route{Dst: anyIP, LinkIndex: lo.Attrs().Index, Type: unix.RTN_LOCAL,
+		Scope: netlink.SCOPE_HOST, Table: unix.RT_TABLE_MAIN}); err != nil {
+		t.Fatal(err)
+	}
+	_, thrown, _ := net.ParseCIDR("10.8.0.0/16")
+	if err := nl.RouteAdd(&netlink.Route{Dst: thrown, Type: unix.RTN_THROW, Table: unix.RT_TABLE_MAIN}); err != nil {
+		t.Fatal(err)
+	}
+	_, imds, _ := net.ParseCIDR("169.254.169.254/32")
+	if err := nl.RouteAdd(&netlink.Route{Dst: imds, Type: unix.RTN_BLACKHOLE, Table: unix.RT_TABLE_MAIN}); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := runVerb(t, "ADD", path); err != nil {
+		t.Fatalf("ADD with a local and a throw route in main: %v", err)
+	}
+	var copies []string
+	for _, r := range ourRoutes(t, nl) {
+		if r.Type != unix.RTN_UNICAST {
+			copies = append(copies, fmt.Sprintf("type %d %s", r.Type, r.Dst))
+		}
+	}
+	if len(copies) != 1 || copies[0] != fmt.Sprintf("type %d 169.254.169.254/32", unix.RTN_BLACKHOLE) {
+		t.Fatalf("copies of main routes in our table: %q, want only the blackhole", copies)
+	}
+	if err := runVerb(t, "CHECK", path); err != nil {
+		t.Fatalf("CHECK: %v", err)
+	}
+	if err := runVerb(t, "DEL", path); err != nil {
+		t.Fatalf("DEL: %v", err)
+	}
+	if left := ourRoutes(t, nl); len(left) != 0 {
+		t.Fatalf("DEL left routes: %v", left)
+	}
+}
