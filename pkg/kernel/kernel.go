@@ -189,6 +189,10 @@ func routeFromNetlink(r netlink.Route) (plan.Route, bool) {
 		// The kernel attaches IPv6 reject routes to lo; they have no link.
 		out.LinkIndex = 0
 		out.Scope = plan.ScopeUniverse
+		// Rejects are copied with their metric (see plan.Route.Metric);
+		// unicast routes leave it 0 so the kernel's IPv6 default (1024)
+		// never makes a read-back differ from the plan.
+		out.Metric = r.Priority
 	}
 	if a, ok := netip.AddrFromSlice(r.Gw); ok {
 		out.Gateway = a.Unmap()
@@ -234,6 +238,7 @@ func routeToNetlink(r plan.Route) *netlink.Route {
 		Type:      int(r.Type),
 		Scope:     netlink.Scope(r.Scope),
 		LinkIndex: r.LinkIndex,
+		Priority:  r.Metric,
 		Protocol:  plan.Protocol,
 	}
 	if r.Gateway.IsValid() {

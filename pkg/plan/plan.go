@@ -122,6 +122,12 @@ type Route struct {
 	LinkIndex int
 	Gateway   netip.Addr // invalid when directly connected
 	Src       netip.Addr // preferred source; invalid when unset
+	// Metric (RTA_PRIORITY) is set on reject routes only, copied from the
+	// main route they duplicate: a reject keeps its rank against the
+	// table's own routes (a fallback "unreachable default metric N" must
+	// not outrank, nor collide with, the default route). 0 elsewhere: the
+	// plugin's own routes take the kernel's default metric.
+	Metric int
 }
 
 // Family of the route.
@@ -143,6 +149,9 @@ func (r Route) String() string {
 	}
 	if r.Src.IsValid() {
 		s += " src " + r.Src.String()
+	}
+	if r.Metric != 0 {
+		s += fmt.Sprintf(" metric %d", r.Metric)
 	}
 	return s + fmt.Sprintf(" table %d", r.Table)
 }
@@ -233,7 +242,7 @@ func Build(ifaces []Interface, rejects []Route) (Plan, error) {
 			if !rj.Type.IsReject() || !families[rj.Family()] {
 				continue
 			}
-			p.Routes = append(p.Routes, Route{Table: ifc.Table, Dst: rj.Dst.Masked(), Type: rj.Type})
+			p.Routes = append(p.Routes, Route{Table: ifc.Table, Dst: rj.Dst.Masked(), Type: rj.Type, Metric: rj.Metric})
 		}
 	}
 	return p, nil

@@ -298,3 +298,23 @@ func TestBuildCopiesOnlyRejectTypes(t *testing.T) {
 		t.Fatalf("routes:\n got %q\nwant %q", got, want)
 	}
 }
+
+// A reject copy keeps the metric of the main route it duplicates, so a
+// fallback "unreachable default metric N" ranks below the table's default
+// route instead of colliding with it at metric 0.
+func TestBuildKeepsRejectMetric(t *testing.T) {
+	ifc := ifaceFromAddrs("eth0", 2, 10000, []string{"10.0.1.5/24"}, "10.0.1.1")
+	rejects := []Route{{Table: TableMain, Dst: pfx("0.0.0.0/0"), Type: Unreachable, Metric: 4278198272}}
+	p, err := Build([]Interface{ifc}, rejects)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"route 0.0.0.0/0 via 10.0.1.1 dev #2 table 10000",
+		"route 10.0.1.0/24 dev #2 scope link src 10.0.1.5 table 10000",
+		"route unreachable 0.0.0.0/0 metric 4278198272 table 10000",
+	}
+	if got := strs(p.Routes); !slices.Equal(got, want) {
+		t.Fatalf("routes:\n got %q\nwant %q", got, want)
+	}
+}

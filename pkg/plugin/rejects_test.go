@@ -131,3 +131,68 @@ func TestAddCopiesOnlyRejectRoutes(t *testing.T) {
 		t.Fatalf("DEL left routes: %v", left)
 	}
 }
+
+// A reject route keeps its metric when copied. Main may hold a fallback
+// "unreachable default" at a high metric (a common guard, e.g.
+// `ip route add unreachable default metric 4278198272`) and two rejects for
+// one destination at different metrics; copied at metric 0, the first
+// collided with the table's own default route and the second with the
+// first (EEXIST), so every ADD failed with code 5 — and had it succeeded,
+// the copy would have outranked the default route it only backs up.
+func TestAddKeepsRejectMetrics(t *testing.T) {
+	path, nl, _ := rejectsNetns(t)
+	_, dflt, _ := net.ParseCIDR("0.0.0.0/0")
+	_, blocked, _ := net.ParseCIDR("10.7.0.0/16")
+	for _, r := range []netlink.Route{
+		{Dst: dflt, Type: unix.RTN_UNREACHABLE, Priority: 4278198272, Table: unix.RT_TABLE_MAIN},
+		{Dst: blocked, Type: unix.RTN_BLACKHOLE, Priority: 50, Table: unix.RT_TABLE_MAIN},
+		{Dst: blocked, Type: unix.RTN_UNREACHABLE, Priority: 60, Table: unix.RT_TABLE_MAIN},
+	} {
+		if err := nl.RouteAdd(&r); err != nil {
+			t.Fatalf("main %v: %v", r, err)
+		}
+	}
+
+	if err := runVerb(t, "ADD", path); err != nil {
+		t.Fatalf("ADD with metric'd reject routes in main: %v", err)
+	}
+	copies := map[string]bool{}
+	for _, r := range ourRoutes(t, nl) {
+		if r.Type != unix.RTN_UNICAST {
+			copies[fmt.Sprintf("type %d %s metric %d", r.Type, r.Dst, r.Priority)] = true
+		}
+	}
+	for _, want := range []string{
+		fmt.Sprintf("type %d 0.0.0.0/0 metric 4278198272", unix.RTN_UNREACHABLE),
+		fmt.Sprintf("type %d 10.7.0.0/16 metric 50", unix.RTN_BLACKHOLE),
+		fmt.Sprintf("type %d 10.7.0.0/16 metric 60", unix.RTN_UNREACHABLE),
+	} {
+		if !copies[want] {
+			t.Errorf("copy %q missing; copies: %v", want, copies)
+		}
+	}
+	// Traffic from the ENI address still leaves via the table's default
+	// route: the copied fallback does not outrank it.
+	res, err := nl.RouteGetWithOptions(net.ParseIP("192.0.2.9"), &netlink.RouteGetOptions{SrcAddr: net.ParseIP("10.0.1.25")})
+	if err != nil || len(res) != 1 || !res[0].Gw.Equal(net.ParseIP("10.0.1.1")) || res[0].Table != 10000 {
+		t.Fatalf("route get 192.0.2.9 from 10.0.1.25: %v %v, want via 10.0.1.1 table 10000", res, err)
+	}
+	// A retried ADD converges (the read-back equals the plan) and CHECK
+	// finds every copy.
+	before := len(ourRoutes(t, nl))
+	if err := runVerb(t, "ADD", path); err != nil {
+		t.Fatalf("second ADD: %v", err)
+	}
+	if after := len(ourRoutes(t, nl)); after != before {
+		t.Fatalf("second ADD changed the route count %d -> %d", before, after)
+	}
+	if err := runVerb(t, "CHECK", path); err != nil {
+		t.Fatalf("CHECK: %v", err)
+	}
+	if err := runVerb(t, "DEL", path); err != nil {
+		t.Fatalf("DEL: %v", err)
+	}
+	if left := ourRoutes(t, nl); len(left) != 0 {
+		t.Fatalf("DEL left routes: %v", left)
+	}
+}
