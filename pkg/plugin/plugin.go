@@ -222,7 +222,7 @@ func (p *Plugin) interfaceFacts(ctx context.Context, cfg *config.Config, t *targ
 		}
 		ifc.Sources = append(ifc.Sources, md.Sources...)
 		if len(md.Subnets) > 0 {
-			ifc.Subnets = subnetsFromMetadata(md.Subnets, addrs)
+			ifc.Subnets = subnetsFromMetadata(md.Subnets, addrs, ifc.Subnets)
 		}
 		for _, gw := range md.Gateways {
 			gateways = appendGateway(gateways, gw)
@@ -247,10 +247,15 @@ func replaceGateway(gws []netip.Addr, gw netip.Addr) []netip.Addr {
 }
 
 // subnetsFromMetadata uses the VPC subnet CIDRs for link routes, with the
-// interface's first address in each as preferred IPv4 source.
-func subnetsFromMetadata(subnets []netip.Prefix, addrs []netip.Prefix) []plan.Subnet {
+// interface's first address in each as preferred IPv4 source. A family IMDS
+// reports no subnet for (e.g. an IPv6 address whose subnet has not
+// propagated yet) keeps the routes derived from the addresses, fromAddrs,
+// so no address loses its on-link route.
+func subnetsFromMetadata(subnets []netip.Prefix, addrs []netip.Prefix, fromAddrs []plan.Subnet) []plan.Subnet {
 	var out []plan.Subnet
+	covered := map[plan.Family]bool{}
 	for _, sn := range subnets {
+		covered[plan.FamilyOf(sn.Addr())] = true
 		s := plan.Subnet{Prefix: sn.Masked()}
 		if plan.FamilyOf(sn.Addr()) == plan.V4 {
 			for _, a := range addrs {
@@ -261,6 +266,11 @@ func subnetsFromMetadata(subnets []netip.Prefix, addrs []netip.Prefix) []plan.Su
 			}
 		}
 		out = append(out, s)
+	}
+	for _, s := range fromAddrs {
+		if !covered[plan.FamilyOf(s.Prefix.Addr())] {
+			out = append(out, s)
+		}
 	}
 	return out
 }
