@@ -17,6 +17,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/config"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/linkwait"
@@ -165,8 +166,18 @@ func countSandboxIfaces(res *current.Result, netns string) int {
 	return n
 }
 
+// sameNetnsPath reports whether two paths name the same namespace: equal
+// text, or the same nsfs inode (e.g. /var/run/netns/x and /run/netns/x, or
+// /proc/PID/ns/net for a named namespace).
 func sameNetnsPath(a, b string) bool {
-	return strings.TrimRight(a, "/") == strings.TrimRight(b, "/")
+	if strings.TrimRight(a, "/") == strings.TrimRight(b, "/") {
+		return true
+	}
+	var sa, sb unix.Stat_t
+	if unix.Stat(a, &sa) != nil || unix.Stat(b, &sb) != nil {
+		return false
+	}
+	return sa.Dev == sb.Dev && sa.Ino == sb.Ino
 }
 
 func prefixOf(n net.IPNet) (netip.Prefix, bool) {

@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"errors"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -78,5 +79,36 @@ func TestSelectInterfaces(t *testing.T) {
 				t.Fatalf("names %v, want %v", names, tc.wantNames)
 			}
 		})
+	}
+}
+
+// TestSameNetnsPath: prevResult's sandbox and CNI_NETNS may spell the same
+// namespace differently (/var/run is a symlink to /run on most hosts).
+func TestSameNetnsPath(t *testing.T) {
+	dir := t.TempDir()
+	a := dir + "/ns"
+	if err := os.WriteFile(a, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(a, dir+"/alias"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir+"/other", nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		a, b string
+		want bool
+	}{
+		{a, a, true},
+		{a, a + "/", true},
+		{a, dir + "/alias", true},
+		{a, dir + "/other", false},
+		{a, dir + "/missing", false},
+		{"/var/run/netns/x", "/run/netns/y", false},
+	} {
+		if got := sameNetnsPath(tc.a, tc.b); got != tc.want {
+			t.Errorf("sameNetnsPath(%q, %q) = %v, want %v", tc.a, tc.b, got, tc.want)
+		}
 	}
 }
