@@ -145,6 +145,11 @@ func Parse(stdin []byte) (*Config, error) {
 		}
 		c.Priority = int(p)
 	}
+	// By default a rule's priority is its table number; from 32766 on that
+	// puts the rule after "from all lookup main", where it never matches.
+	if c.Priority == 0 && c.TableBase >= plan.PriorityMain {
+		return nil, invalid("tableBase %d without priority: rule priority defaults to the table number, which must stay below the main rule (%d); set priority", c.TableBase, plan.PriorityMain)
+	}
 	if nc.Gateway != nil {
 		gws, err := parseGateways(nc.Gateway)
 		if err != nil {

@@ -38,6 +38,13 @@ func TestParseValid(t *testing.T) {
 	}
 }
 
+func TestHighTableBaseWithPriority(t *testing.T) {
+	c, err := Parse([]byte(`{"cniVersion":"1.0.0","name":"n","type":"ec2-policy-routes","tableBase":40000,"priority":100}`))
+	if err != nil || c.TableBase != 40000 || c.Priority != 100 {
+		t.Fatalf("a high tableBase with an explicit priority is valid: %+v %v", c, err)
+	}
+}
+
 func TestParseErrors(t *testing.T) {
 	const pre = `{"cniVersion":"1.0.0","name":"n","type":"ec2-policy-routes",`
 	tests := []struct {
@@ -60,6 +67,8 @@ func TestParseErrors(t *testing.T) {
 		{"table 0", pre + `"tableBase":0}`, types.ErrInvalidNetworkConfig, "tableBase"},
 		{"table too big", pre + `"tableBase":4294967296}`, types.ErrInvalidNetworkConfig, "tableBase"},
 		{"priority 0", pre + `"priority":0}`, types.ErrInvalidNetworkConfig, "priority"},
+		{"tableBase at the main rule without priority", pre + `"tableBase":32766}`, types.ErrInvalidNetworkConfig, "tableBase 32766 without priority"},
+		{"tableBase after the main rule without priority", pre + `"tableBase":40000}`, types.ErrInvalidNetworkConfig, "set priority"},
 		{"priority main", pre + `"priority":32766}`, types.ErrInvalidNetworkConfig, "priority"},
 		{"priority default", pre + `"priority":32767}`, types.ErrInvalidNetworkConfig, "priority"},
 		{"priority negative", pre + `"priority":-5}`, types.ErrInvalidNetworkConfig, "priority"},

@@ -103,6 +103,11 @@ func (p *Plugin) add(args *skel.CmdArgs) (*Outcome, error) {
 		ifc.Priority = cfg.Priority
 		if ifc.Priority == 0 {
 			ifc.Priority = ifc.Table
+			if ifc.Priority >= plan.PriorityMain {
+				return nil, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf(
+					"interface %s: table %d as rule priority would sit after the main rule (%d) and never match; lower tableBase or set priority",
+					s.name, ifc.Table, plan.PriorityMain), "")
+			}
 		}
 	}
 	want, err := plan.Build(ifaces, st.MainRejects)

@@ -77,3 +77,37 @@ func TestAddAgainstHangingIMDS(t *testing.T) {
 		t.Errorf("state written: %v", entries)
 	}
 }
+
+// An IMDS table number that, as the default rule priority, would sit after
+// the main rule (32766) is refused with code 7 before anything is installed:
+// such rules would never match. Needs root; skips otherwise.
+func TestAddRefusesTableAsPriorityAfterMain(t *testing.T) {
+	nsh, nl := netnstest.New(t)
+	la := netlink.NewLinkAttrs()
+	la.Name = "eth0"
+	la.HardwareAddr, _ = net.ParseMAC(mdENI1)
+	if err := nl.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: "peer0"}); err != nil {
+		t.Fatal(err)
+	}
+	link, _ := nl.LinkByName("eth0")
+	addr, _ := netlink.ParseAddr("10.0.1.25/24")
+	if err := nl.AddrAdd(link, addr); err != nil {
+		t.Fatal(err)
+	}
+	if err := nl.LinkSetUp(link); err != nil {
+		t.Fatal(err)
+	}
+	// device-number 1 on card 1: table 32700 + 100 + 1 = 32801.
+	f := imdsfake.New(mdPrimary, imdsfake.ENI{MAC: mdENI1, DeviceNumber: 1, NetworkCard: imdsfake.Card(1), LocalIPv4s: []string{"10.0.1.25"}})
+	url := imdsfake.Start(t, f)
+	p := &Plugin{Metadata: NewIMDSMetadata(), StateDir: t.TempDir()}
+	stdin := fmt.Sprintf(`{"cniVersion":"0.3.0","name":"n","type":"ec2-policy-routes","tableBase":32700,"imds":{"endpoint":%q}}`, url)
+	args := &skel.CmdArgs{ContainerID: "c", IfName: "eth0", StdinData: []byte(stdin),
+		Netns: fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), int(nsh))}
+	wantCode(t, p.Add(args), types.ErrInvalidNetworkConfig, "table 32801", "set priority")
+	routes, err := nl.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: 0, Protocol: plan.Protocol},
+		netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
+	if err != nil || len(routes) != 0 {
+		t.Errorf("routes installed: %v %v", routes, err)
+	}
+}
