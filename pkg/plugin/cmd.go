@@ -92,6 +92,16 @@ func (p *Plugin) add(args *skel.CmdArgs) (*Outcome, error) {
 		ifc, md := &ifaces[i], metas[i]
 		switch {
 		case md != nil && md.Table != 0:
+			// An IMDS table is fixed by the ENI's numbering; if another link
+			// already owns it (e.g. configured with imds.enabled false),
+			// converging on it would delete that link's routing.
+			for idx, tb := range st.OurTableByLink {
+				if tb == md.Table && idx != ifc.Index {
+					return nil, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf(
+						"interface %s: table %d (from IMDS numbering) already holds this plugin's routes for link #%d; use one numbering per namespace (imds.enabled) or a different tableBase",
+						s.name, md.Table, idx), "")
+				}
+			}
 			ifc.Table = md.Table
 		default:
 			ifc.Table, err = plan.AllocateTable(cfg.TableBase, st.OurTableByLink[ifc.Index], st.UsedTables)

@@ -111,3 +111,53 @@ func TestAddRefusesTableAsPriorityAfterMain(t *testing.T) {
 		t.Errorf("routes installed: %v %v", routes, err)
 	}
 }
+
+// A table fixed by IMDS numbering that another link of the namespace already
+// owns (configured with imds.enabled false) is refused with code 7, and the
+// other link's routing is left intact. Needs root; skips otherwise.
+func TestAddRefusesIMDSTableOwnedByAnotherLink(t *testing.T) {
+	nsh, nl := netnstest.New(t)
+	for i, name := range []string{"eth0", "eth1"} {
+		la := netlink.NewLinkAttrs()
+		la.Name = name
+		if name == "eth1" {
+			la.HardwareAddr, _ = net.ParseMAC(mdENI1)
+		}
+		if err := nl.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: fmt.Sprintf("peer%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+		link, _ := nl.LinkByName(name)
+		addr, _ := netlink.ParseAddr(fmt.Sprintf("10.0.%d.25/24", i+1))
+		if err := nl.AddrAdd(link, addr); err != nil {
+			t.Fatal(err)
+		}
+		if err := nl.LinkSetUp(link); err != nil {
+			t.Fatal(err)
+		}
+	}
+	netnsPath := fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), int(nsh))
+	p := &Plugin{Metadata: NewIMDSMetadata(), StateDir: t.TempDir()}
+	// eth0 without IMDS: allocated table 10001 (the lowest free from tableBase).
+	noIMDS := `{"cniVersion":"0.3.0","name":"n","type":"ec2-policy-routes","tableBase":10001,"imds":{"enabled":false}}`
+	if err := p.Add(&skel.CmdArgs{ContainerID: "c", IfName: "eth0", StdinData: []byte(noIMDS), Netns: netnsPath}); err != nil {
+		t.Fatal(err)
+	}
+	ours := func() int {
+		routes, err := nl.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: 0, Protocol: plan.Protocol},
+			netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(routes)
+	}
+	before := ours()
+	// eth1 with IMDS: device-number 1 on card 0 is table 10000 + 1 = 10001.
+	f := imdsfake.New(mdPrimary, imdsfake.ENI{MAC: mdENI1, DeviceNumber: 1, LocalIPv4s: []string{"10.0.2.25"}})
+	url := imdsfake.Start(t, f)
+	withIMDS := fmt.Sprintf(`{"cniVersion":"0.3.0","name":"n","type":"ec2-policy-routes","imds":{"endpoint":%q}}`, url)
+	err := p.Add(&skel.CmdArgs{ContainerID: "c", IfName: "eth1", StdinData: []byte(withIMDS), Netns: netnsPath})
+	wantCode(t, err, types.ErrInvalidNetworkConfig, "table 10001", "already holds")
+	if after := ours(); after != before {
+		t.Fatalf("eth0's routes changed: %d -> %d", before, after)
+	}
+}
