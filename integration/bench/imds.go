@@ -98,6 +98,12 @@ func (b *bench) imds(ctx context.Context) error {
 					r.sbr.add(s)
 				}
 			}
+			// Untimed DEL, as a runtime always sends one: it removes the
+			// altnames and their ownership record under /run, which would
+			// otherwise outlive the benchmark.
+			if _, err := run(ctx, cniEnv("DEL", f[0].ns.Path, ifName), conf[0], bins[0]); err != nil {
+				runErr = err
+			}
 		})
 		if runErr != nil {
 			return runErr
