@@ -71,8 +71,8 @@ func (p *Plugin) add(args *skel.CmdArgs) (*Outcome, error) {
 	// a slow metadata service never holds up the namespace.
 	ifaces := make([]plan.Interface, len(sel))
 	metas := make([]*ENIMetadata, len(sel))
-	for i, s := range sel {
-		ifaces[i], metas[i], err = p.interfaceFacts(ctx, cfg, t, s, links[i])
+	for i := range sel {
+		ifaces[i], metas[i], err = p.interfaceFacts(ctx, cfg, t, &sel[i], links[i])
 		if err != nil {
 			return nil, err
 		}
@@ -165,7 +165,7 @@ func (p *Plugin) add(args *skel.CmdArgs) (*Outcome, error) {
 		}
 	}
 	p.applyAltNames(cfg, args, t, sel, links, metas, out)
-	return out, printResult(cfg, args, sel, links, t)
+	return out, printResult(cfg, args, sel, links)
 }
 
 // linkLeft returns the code-11 error for the first selected link that is no
@@ -180,7 +180,9 @@ func linkLeft(t *target, sel []selected, links []netlink.Link, netnsPath string)
 	return nil
 }
 
-func printResult(cfg *config.Config, args *skel.CmdArgs, sel []selected, links []netlink.Link, t *target) error {
+// printResult passes prevResult through, or in standalone mode reports the
+// interfaces with the addresses and gateways interfaceFacts read.
+func printResult(cfg *config.Config, args *skel.CmdArgs, sel []selected, links []netlink.Link) error {
 	if cfg.PrevResult != nil {
 		return types.PrintResult(cfg.PrevResult, cfg.CNIVersion)
 	}
@@ -190,20 +192,9 @@ func printResult(cfg *config.Config, args *skel.CmdArgs, sel []selected, links [
 		res.Interfaces = append(res.Interfaces, &current.Interface{
 			Name: s.name, Mac: links[i].Attrs().HardwareAddr.String(), Sandbox: args.Netns,
 		})
-		addrs, err := t.h.LinkAddrs(links[i])
-		if err != nil {
-			return errCode(types.ErrIOFailure, err)
-		}
-		gws, err := t.h.MainGateways(links[i].Attrs().Index)
-		if err != nil {
-			return errCode(types.ErrIOFailure, err)
-		}
-		for _, gw := range cfg.Gateways {
-			gws = replaceGateway(gws, gw)
-		}
-		for _, a := range addrs {
+		for _, a := range s.addrs {
 			ipc := &current.IPConfig{Interface: current.Int(idx), Address: *ipNetOf(a)}
-			for _, gw := range gws {
+			for _, gw := range s.gateways {
 				if plan.FamilyOf(gw) == plan.FamilyOf(a.Addr()) {
 					ipc.Gateway = gw.AsSlice()
 				}
@@ -332,7 +323,7 @@ func (p *Plugin) check(args *skel.CmdArgs, _ *Outcome) error {
 		// link imply, in the table ADD chose for this link.
 		noIMDS := *cfg
 		noIMDS.IMDS.Enabled = false
-		ifc, _, err := p.interfaceFacts(p.ctx(), &noIMDS, t, s, link)
+		ifc, _, err := p.interfaceFacts(p.ctx(), &noIMDS, t, &s, link)
 		if err != nil {
 			problems = append(problems, err.Error())
 			continue

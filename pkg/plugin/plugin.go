@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -204,7 +205,9 @@ func appendGateway(gws []netip.Addr, gw netip.Addr) []netip.Addr {
 }
 
 // interfaceFacts turns a selected interface and its link into plan input.
-func (p *Plugin) interfaceFacts(ctx context.Context, cfg *config.Config, t *target, s selected, link netlink.Link) (plan.Interface, *ENIMetadata, error) {
+// In standalone mode it also records on s the addresses and gateways read
+// from the link, which the ADD result reports.
+func (p *Plugin) interfaceFacts(ctx context.Context, cfg *config.Config, t *target, s *selected, link netlink.Link) (plan.Interface, *ENIMetadata, error) {
 	ifc := plan.Interface{Name: s.name, Index: link.Attrs().Index}
 	addrs := s.addrs
 	gateways := s.gateways
@@ -222,6 +225,9 @@ func (p *Plugin) interfaceFacts(ctx context.Context, cfg *config.Config, t *targ
 	// Configured gateways override what the link or prevResult says.
 	for _, gw := range cfg.Gateways {
 		gateways = replaceGateway(gateways, gw)
+	}
+	if cfg.PrevResult == nil {
+		s.addrs, s.gateways = addrs, slices.Clone(gateways)
 	}
 	ifc.Sources, ifc.Subnets = plan.AddressFacts(addrs)
 	var md *ENIMetadata
