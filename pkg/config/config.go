@@ -90,6 +90,15 @@ type IMDS struct {
 	Timeout  time.Duration
 }
 
+// RulePriority is the priority of the rules for an interface using table:
+// the configured priority, else the table number (as ec2-net-utils does).
+func (c *Config) RulePriority(table int) int {
+	if c.Priority != 0 {
+		return c.Priority
+	}
+	return table
+}
+
 func invalid(format string, a ...any) *types.Error {
 	return types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf(format, a...), "")
 }

@@ -110,14 +110,11 @@ func (p *Plugin) add(args *skel.CmdArgs) (*Outcome, error) {
 			}
 		}
 		st.UsedTables[ifc.Table] = true
-		ifc.Priority = cfg.Priority
-		if ifc.Priority == 0 {
-			ifc.Priority = ifc.Table
-			if ifc.Priority >= plan.PriorityMain {
-				return nil, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf(
-					"interface %s: table %d as rule priority would sit after the main rule (%d) and never match; lower tableBase or set priority",
-					s.name, ifc.Table, plan.PriorityMain), "")
-			}
+		ifc.Priority = cfg.RulePriority(ifc.Table)
+		if cfg.Priority == 0 && ifc.Priority >= plan.PriorityMain {
+			return nil, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf(
+				"interface %s: table %d as rule priority would sit after the main rule (%d) and never match; lower tableBase or set priority",
+				s.name, ifc.Table, plan.PriorityMain), "")
 		}
 	}
 	want, err := plan.Build(ifaces, st.MainRejects)
@@ -333,10 +330,7 @@ func (p *Plugin) check(args *skel.CmdArgs, _ *Outcome) error {
 			problems = append(problems, fmt.Sprintf("interface %s has no routing table of ours (no route with protocol %d through it)", s.name, plan.Protocol))
 			continue
 		}
-		ifc.Priority = cfg.Priority
-		if ifc.Priority == 0 {
-			ifc.Priority = ifc.Table
-		}
+		ifc.Priority = cfg.RulePriority(ifc.Table)
 		if cfg.IMDS.Enabled {
 			// With IMDS the subnet routes come from metadata CHECK does
 			// not fetch; verify rules and the default route only.
