@@ -2,7 +2,6 @@ package plugin
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"testing"
 	"time"
@@ -22,23 +21,7 @@ import (
 // namespace; skips otherwise.
 func TestAddAgainstHangingIMDS(t *testing.T) {
 	nsh, nl := netnstest.New(t)
-	la := netlink.NewLinkAttrs()
-	la.Name = "eth0"
-	la.HardwareAddr, _ = net.ParseMAC(mdENI1)
-	if err := nl.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: "peer0"}); err != nil {
-		t.Fatal(err)
-	}
-	link, err := nl.LinkByName("eth0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr, _ := netlink.ParseAddr("10.0.1.25/24")
-	if err := nl.AddrAdd(link, addr); err != nil {
-		t.Fatal(err)
-	}
-	if err := nl.LinkSetUp(link); err != nil {
-		t.Fatal(err)
-	}
+	testENI(t, nl, "eth0", "peer0", mdENI1, "10.0.1.25/24")
 
 	f := mdFake()
 	f.SetHang(true)
@@ -48,9 +31,9 @@ func TestAddAgainstHangingIMDS(t *testing.T) {
 	const timeout = 500 * time.Millisecond
 	stdin := fmt.Sprintf(`{"cniVersion":"0.3.0","name":"n","type":"ec2-policy-routes","imds":{"endpoint":%q,"timeout":%q}}`, url, timeout)
 	args := &skel.CmdArgs{ContainerID: "c", IfName: "eth0", StdinData: []byte(stdin),
-		Netns: fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), int(nsh))}
+		Netns: netnsPath(nsh)}
 	t0 := time.Now()
-	err = p.Add(args)
+	err := p.Add(args)
 	el := time.Since(t0)
 	wantCode(t, err, types.ErrTryAgainLater, "nothing was installed", url)
 	if el > timeout+100*time.Millisecond {
@@ -83,27 +66,14 @@ func TestAddAgainstHangingIMDS(t *testing.T) {
 // such rules would never match. Needs root; skips otherwise.
 func TestAddRefusesTableAsPriorityAfterMain(t *testing.T) {
 	nsh, nl := netnstest.New(t)
-	la := netlink.NewLinkAttrs()
-	la.Name = "eth0"
-	la.HardwareAddr, _ = net.ParseMAC(mdENI1)
-	if err := nl.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: "peer0"}); err != nil {
-		t.Fatal(err)
-	}
-	link, _ := nl.LinkByName("eth0")
-	addr, _ := netlink.ParseAddr("10.0.1.25/24")
-	if err := nl.AddrAdd(link, addr); err != nil {
-		t.Fatal(err)
-	}
-	if err := nl.LinkSetUp(link); err != nil {
-		t.Fatal(err)
-	}
+	testENI(t, nl, "eth0", "peer0", mdENI1, "10.0.1.25/24")
 	// device-number 1 on card 1: table 32700 + 100 + 1 = 32801.
 	f := imdsfake.New(mdPrimary, imdsfake.ENI{MAC: mdENI1, DeviceNumber: 1, NetworkCard: imdsfake.Card(1), LocalIPv4s: []string{"10.0.1.25"}})
 	url := imdsfake.Start(t, f)
 	p := &Plugin{Metadata: NewIMDSMetadata(), StateDir: t.TempDir()}
 	stdin := fmt.Sprintf(`{"cniVersion":"0.3.0","name":"n","type":"ec2-policy-routes","tableBase":32700,"imds":{"endpoint":%q}}`, url)
 	args := &skel.CmdArgs{ContainerID: "c", IfName: "eth0", StdinData: []byte(stdin),
-		Netns: fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), int(nsh))}
+		Netns: netnsPath(nsh)}
 	wantCode(t, p.Add(args), types.ErrInvalidNetworkConfig, "table 32801", "set priority")
 	routes, err := nl.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: 0, Protocol: plan.Protocol},
 		netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
@@ -117,29 +87,13 @@ func TestAddRefusesTableAsPriorityAfterMain(t *testing.T) {
 // other link's routing is left intact. Needs root; skips otherwise.
 func TestAddRefusesIMDSTableOwnedByAnotherLink(t *testing.T) {
 	nsh, nl := netnstest.New(t)
-	for i, name := range []string{"eth0", "eth1"} {
-		la := netlink.NewLinkAttrs()
-		la.Name = name
-		if name == "eth1" {
-			la.HardwareAddr, _ = net.ParseMAC(mdENI1)
-		}
-		if err := nl.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: fmt.Sprintf("peer%d", i)}); err != nil {
-			t.Fatal(err)
-		}
-		link, _ := nl.LinkByName(name)
-		addr, _ := netlink.ParseAddr(fmt.Sprintf("10.0.%d.25/24", i+1))
-		if err := nl.AddrAdd(link, addr); err != nil {
-			t.Fatal(err)
-		}
-		if err := nl.LinkSetUp(link); err != nil {
-			t.Fatal(err)
-		}
-	}
-	netnsPath := fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), int(nsh))
+	testENI(t, nl, "eth0", "peer0", "", "10.0.1.25/24")
+	testENI(t, nl, "eth1", "peer1", mdENI1, "10.0.2.25/24")
+	path := netnsPath(nsh)
 	p := &Plugin{Metadata: NewIMDSMetadata(), StateDir: t.TempDir()}
 	// eth0 without IMDS: allocated table 10001 (the lowest free from tableBase).
 	noIMDS := `{"cniVersion":"0.3.0","name":"n","type":"ec2-policy-routes","tableBase":10001,"imds":{"enabled":false}}`
-	if err := p.Add(&skel.CmdArgs{ContainerID: "c", IfName: "eth0", StdinData: []byte(noIMDS), Netns: netnsPath}); err != nil {
+	if err := p.Add(&skel.CmdArgs{ContainerID: "c", IfName: "eth0", StdinData: []byte(noIMDS), Netns: path}); err != nil {
 		t.Fatal(err)
 	}
 	ours := func() int {
@@ -155,7 +109,7 @@ func TestAddRefusesIMDSTableOwnedByAnotherLink(t *testing.T) {
 	f := imdsfake.New(mdPrimary, imdsfake.ENI{MAC: mdENI1, DeviceNumber: 1, LocalIPv4s: []string{"10.0.2.25"}})
 	url := imdsfake.Start(t, f)
 	withIMDS := fmt.Sprintf(`{"cniVersion":"0.3.0","name":"n","type":"ec2-policy-routes","imds":{"endpoint":%q}}`, url)
-	err := p.Add(&skel.CmdArgs{ContainerID: "c", IfName: "eth1", StdinData: []byte(withIMDS), Netns: netnsPath})
+	err := p.Add(&skel.CmdArgs{ContainerID: "c", IfName: "eth1", StdinData: []byte(withIMDS), Netns: path})
 	wantCode(t, err, types.ErrInvalidNetworkConfig, "table 10001", "already holds")
 	if after := ours(); after != before {
 		t.Fatalf("eth0's routes changed: %d -> %d", before, after)

@@ -21,26 +21,11 @@ import (
 func rejectsNetns(t *testing.T) (string, *netlink.Handle, netlink.Link) {
 	t.Helper()
 	nsh, nl := netnstest.New(t)
-	la := netlink.NewLinkAttrs()
-	la.Name = "eth0"
-	if err := nl.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: "peer0"}); err != nil {
-		t.Fatal(err)
-	}
-	link, err := nl.LinkByName("eth0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr, _ := netlink.ParseAddr("10.0.1.25/24")
-	if err := nl.AddrAdd(link, addr); err != nil {
-		t.Fatal(err)
-	}
-	if err := nl.LinkSetUp(link); err != nil {
-		t.Fatal(err)
-	}
+	link := testENI(t, nl, "eth0", "peer0", "", "10.0.1.25/24")
 	if err := nl.RouteAdd(&netlink.Route{LinkIndex: link.Attrs().Index, Gw: net.ParseIP("10.0.1.1").To4()}); err != nil {
 		t.Fatal(err)
 	}
-	return fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), int(nsh)), nl, link
+	return netnsPath(nsh), nl, link
 }
 
 // runVerb runs one verb in process as the ECS agent would (standalone,
