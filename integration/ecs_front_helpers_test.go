@@ -228,16 +228,17 @@ func (e *taskENI) eniConf(branch bool) []byte {
 // agent drives a front directory as the ECS agent does: libcni with
 // CNI_PATH = the directory only, one config per call.
 type agent struct {
-	cni *libcni.CNIConfig
-	dir string
+	cni    *libcni.CNIConfig
+	dir    string
+	ifname string // "eth0" unless a test needs a second ENI in one task
 }
 
 func newAgent(t *testing.T, l *frontLayout) *agent {
-	return &agent{cni: libcni.NewCNIConfigWithCacheDir([]string{l.Dir}, t.TempDir(), nil), dir: l.Dir}
+	return &agent{cni: libcni.NewCNIConfigWithCacheDir([]string{l.Dir}, t.TempDir(), nil), dir: l.Dir, ifname: "eth0"}
 }
 
 func (a *agent) rt(task *taskNS, id string) *libcni.RuntimeConf {
-	return &libcni.RuntimeConf{ContainerID: id, NetNS: task.Proc, IfName: "eth0"}
+	return &libcni.RuntimeConf{ContainerID: id, NetNS: task.Proc, IfName: a.ifname}
 }
 
 func (a *agent) add(t *testing.T, conf []byte, task *taskNS, id string) error {

@@ -19,7 +19,8 @@
 //
 // A file <executable>.mode selects a misbehaviour of ADD: "noconfig"
 // (moves the ENI, then exits 0 without renaming or addressing), "fail"
-// (moves it, then exits 1), "hang" (configures it, then never exits).
+// (moves it, then exits 1), "hang" (configures it, then never exits),
+// "down" (configures it but leaves it down, so the front's link wait runs).
 // Every invocation appends its verb (or first argument) to
 // <executable>.calls.
 package main
@@ -183,7 +184,7 @@ func (f *fake) add(args *skel.CmdArgs) error {
 	case "noconfig":
 		return printResult(args, e)
 	}
-	configureInside(target, e, args.IfName) // errors ignored, as vpc-eni
+	configureInside(target, e, args.IfName, f.mode != "down") // errors ignored, as vpc-eni
 	if f.mode == "hang" {
 		select {}
 	}
@@ -192,7 +193,7 @@ func (f *fake) add(args *skel.CmdArgs) error {
 
 // configureInside renames, blocks IMDS, addresses, sets up and routes,
 // ignoring every error (vpc-eni discards the errors of its netns closure).
-func configureInside(target netns.NsHandle, e *eni, ifname string) {
+func configureInside(target netns.NsHandle, e *eni, ifname string, up bool) {
 	h, err := netlink.NewHandleAt(target)
 	if err != nil {
 		return
@@ -212,7 +213,9 @@ func configureInside(target netns.NsHandle, e *eni, ifname string) {
 	for _, a := range e.addrs {
 		_ = h.AddrAdd(link, &netlink.Addr{IPNet: a})
 	}
-	_ = h.LinkSetUp(link)
+	if up {
+		_ = h.LinkSetUp(link)
+	}
 	for _, gw := range e.gateways {
 		_ = h.RouteAdd(&netlink.Route{Gw: gw, LinkIndex: link.Attrs().Index})
 	}
