@@ -86,6 +86,9 @@ func TestECSFrontAddDel(t *testing.T) {
 		t.Fatalf("upstream calls %v, want [ADD DEL]", got)
 	}
 	assertLogged(t, l, "ADD", "ok", "DEL", "ok")
+	for _, m := range l.logLines(t) {
+		t.Logf("log: %v", m)
+	}
 }
 
 // assertOneENIRouting checks the routing of one ENI with IMDS off: table
@@ -147,7 +150,6 @@ func cniErr(t *testing.T, err error) *types.Error {
 	}
 	return te
 }
-
 
 // TestECSFrontMisbehavingUpstream: each way vpc-eni can misbehave ends in
 // a clear CNI error, nothing of ours, and the ENI back in the host (the
