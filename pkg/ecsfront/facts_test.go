@@ -227,4 +227,3 @@ func TestLogFileFor(t *testing.T) {
 		t.Fatal(got)
 	}
 }
-
