@@ -279,6 +279,17 @@ func (a *agent) del(t *testing.T, conf []byte, task *taskNS, id string) error {
 	return a.cni.DelNetwork(ctx, nc, a.rt(task, id))
 }
 
+func (a *agent) check(t *testing.T, conf []byte, task *taskNS, id string) error {
+	t.Helper()
+	nc, err := libcni.ConfFromBytes(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return a.cni.CheckNetwork(ctx, nc, a.rt(task, id))
+}
+
 // probe runs dir/name with args as the agent's startup check does.
 func probe(t *testing.T, dir, name string, args ...string) (stdout []byte, exit int) {
 	t.Helper()

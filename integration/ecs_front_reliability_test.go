@@ -4,6 +4,7 @@ package integration
 // them in docs/RELIABILITY.md with the plugin's own).
 
 import (
+	"encoding/json"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -12,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/containernetworking/cni/pkg/types"
 
 	h "github.com/ec2-policy-routes/ec2-policy-routes/integration/harness"
 )
@@ -158,4 +161,40 @@ func TestECSFrontExecsOnlyUpstream(t *testing.T) {
 	}
 	assertENIInHost(t, eni)
 	rep.add("%d front invocations (probes, ADD, DEL, VERSION, a failing ADD, DEL) traced: each execs the front, then only %s, once per upstream verb", len(steps), "UP/vpc-eni")
+}
+
+// TestECSFrontSIGTERMMidADD: SIGTERM ends the front's waits (the upstream
+// ADD, our link wait) at once; it still returns the ENI to the host and
+// answers with a code-11 CNI error.
+func TestECSFrontSIGTERMMidADD(t *testing.T) {
+	for _, tc := range []struct{ mode, msg string }{
+		{"hang", "ADD was interrupted by a signal to the front"},
+		{"down", "interrupted by signal while waiting for interface eth0"},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			l := newFrontLayout(t, map[string]any{"linkTimeout": "30s"})
+			l.setMode(t, "vpc-eni", tc.mode)
+			task, eni := newTaskNS(t), newTaskENI(t, "10.0.16.20/24", "10.0.16.1")
+			nl := task.Handle(t)
+			env := h.Env{Command: "ADD", ContainerID: "task-term", Netns: task.Proc, IfName: "eth0"}
+			front, stdout := startFront(t, l, "vpc-eni", env, eni.eniConf(false))
+			upstream := filepath.Join(l.Up, "vpc-eni")
+			waitFor(t, "eth0 configured by the upstream", 10*time.Second, func() bool {
+				return hasAddr(nl, "eth0", eni.Addr) && (tc.mode == "hang") == (len(running(upstream)) > 0)
+			})
+			start := time.Now()
+			_ = front.Process.Signal(syscall.SIGTERM)
+			_ = front.Wait()
+			if d := time.Since(start); d > 3*time.Second {
+				t.Fatalf("front took %s to end after SIGTERM", d)
+			}
+			var te types.Error
+			if err := json.Unmarshal(stdout.Bytes(), &te); err != nil || te.Code != types.ErrTryAgainLater || !strings.Contains(te.Msg, tc.msg) {
+				t.Fatalf("exit %d, stdout %s; want code 11 saying %q", front.ProcessState.ExitCode(), stdout, tc.msg)
+			}
+			assertNothingOurs(t, nl)
+			assertNoLinkWithMAC(t, nl, eni.MAC)
+			assertENIInHost(t, eni)
+		})
+	}
 }

@@ -86,9 +86,6 @@ func TestECSFrontAddDel(t *testing.T) {
 		t.Fatalf("upstream calls %v, want [ADD DEL]", got)
 	}
 	assertLogged(t, l, "ADD", "ok", "DEL", "ok")
-	for _, m := range l.logLines(t) {
-		t.Logf("log: %v", m)
-	}
 }
 
 // assertOneENIRouting checks the routing of one ENI with IMDS off: table
@@ -362,4 +359,37 @@ func rm(t *testing.T, p string) {
 	if err := os.Remove(p); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestECSFrontCheck: with a config version that has CHECK (0.4.0; the
+// agent's 0.3.0 has none), CHECK runs the upstream's, then ours, which
+// fails once a rule of ours is gone.
+func TestECSFrontCheck(t *testing.T) {
+	l := newFrontLayout(t, nil)
+	task, eni := newTaskNS(t), newTaskENI(t, "10.0.17.20/24", "10.0.17.1")
+	conf := bytes.Replace(eni.eniConf(false), []byte(`"0.3.0"`), []byte(`"0.4.0"`), 1)
+	a := newAgent(t, l)
+	if err := a.add(t, conf, task, "task-check"); err != nil {
+		t.Fatalf("ADD: %v", err)
+	}
+	if err := a.check(t, conf, task, "task-check"); err != nil {
+		t.Fatalf("CHECK after ADD: %v", err)
+	}
+	nl := task.Handle(t)
+	rules, _ := h.Ours(t, nl)
+	if err := nl.RuleDel(&rules[0]); err != nil {
+		t.Fatal(err)
+	}
+	err := a.check(t, conf, task, "task-check")
+	if err == nil || !strings.Contains(err.Error(), "CHECK failed: missing") {
+		t.Fatalf("CHECK with a rule gone: %v", err)
+	}
+	if got := l.calls("vpc-eni"); !slices.Equal(got, []string{"ADD", "CHECK", "CHECK"}) {
+		t.Fatalf("upstream calls %v", got)
+	}
+	if err := a.del(t, conf, task, "task-check"); err != nil {
+		t.Fatalf("DEL: %v", err)
+	}
+	assertNothingOurs(t, nl)
+	assertENIInHost(t, eni)
 }
