@@ -308,6 +308,14 @@ func TestECSFrontRefusesUntrusted(t *testing.T) {
 		{"upstream not root's", func(t *testing.T, l *frontLayout) { chown(t, l.Up+"/vpc-eni", 1000) }, "owned by uid 1000"},
 		{"upstream dir world-writable", func(t *testing.T, l *frontLayout) { chmod(t, l.Up, 0o777) }, "writable by group or others"},
 		{"upstream missing", func(t *testing.T, l *frontLayout) { rm(t, l.Up+"/vpc-eni") }, "does not exist"},
+		{"upstream a symlink to a writable file", func(t *testing.T, l *frontLayout) {
+			copyFile(t, l.Up+"/vpc-eni", l.Up+"/real-vpc-eni", 0o755)
+			chmod(t, l.Up+"/real-vpc-eni", 0o757)
+			rm(t, l.Up+"/vpc-eni")
+			if err := os.Symlink(l.Up+"/real-vpc-eni", l.Up+"/vpc-eni"); err != nil {
+				t.Fatal(err)
+			}
+		}, "real-vpc-eni is writable by group or others"},
 		{"upstream is a front", func(t *testing.T, l *frontLayout) { l.Settings["upstream"] = l.Dir; l.writeSettings(t) }, "started by an ec2-policy-routes front"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -119,17 +119,27 @@ func (fr *front) dispatch(args []string, stdin io.Reader, serr error) int {
 	return fr.passThrough(verb, data)
 }
 
-// upstreamPath is the real plugin, checked as StrictModes would before the
-// front executes it as root.
-func (fr *front) upstreamPath() (string, error) {
+// upstreamBin is the upstream plugin: Path as the settings name it (its
+// argv[0]; its directory becomes CNI_PATH) and File, what it resolves to.
+type upstreamBin struct{ Path, File string }
+
+// upstreamPath resolves the real plugin and checks it as StrictModes would
+// before the front executes it as root. The resolved file is executed, so
+// a symlink swapped after the check (in a directory the check did not
+// cover) cannot change what runs.
+func (fr *front) upstreamPath() (upstreamBin, error) {
 	path := filepath.Join(fr.settings.Upstream, fr.name)
-	if err := CheckTrusted(path); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return "", fmt.Errorf("upstream plugin %s does not exist (settings upstream %q; re-run `ec2-policy-routes ecs install`): %w", path, fr.settings.Upstream, err)
-		}
-		return "", fmt.Errorf("refusing to run upstream plugin %s: %w", path, err)
+	file, err := filepath.EvalSymlinks(path)
+	if err == nil {
+		err = CheckTrusted(file)
 	}
-	return path, nil
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return upstreamBin{}, fmt.Errorf("upstream plugin %s does not exist (settings upstream %q; re-run `ec2-policy-routes ecs install`): %w", path, fr.settings.Upstream, err)
+		}
+		return upstreamBin{}, fmt.Errorf("refusing to run upstream plugin %s: %w", path, err)
+	}
+	return upstreamBin{Path: path, File: file}, nil
 }
 
 // probe answers --capabilities, --version (any call without CNI_COMMAND)
@@ -154,14 +164,14 @@ func (fr *front) probe(args []string, serr error) int {
 	_, _ = fr.stdout.Write(r.Stdout)
 	_, _ = fr.stderr.Write(r.Stderr)
 	if r.Err != nil {
-		fmt.Fprintf(fr.stderr, "%s (ec2-policy-routes front): upstream %s: %v\n", fr.name, path, r.Err)
+		fmt.Fprintf(fr.stderr, "%s (ec2-policy-routes front): upstream %s: %v\n", fr.name, path.Path, r.Err)
 		return 1
 	}
 	return r.Exit
 }
 
 // run executes the upstream and records the run for the log line.
-func (fr *front) run(ctx context.Context, path, verb string, args []string, stdin []byte) *upstreamRun {
+func (fr *front) run(ctx context.Context, path upstreamBin, verb string, args []string, stdin []byte) *upstreamRun {
 	r := runUpstream(ctx, path, verb, args, stdin)
 	fr.rec.upstream = append(fr.rec.upstream, r)
 	return r

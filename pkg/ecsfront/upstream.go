@@ -31,13 +31,14 @@ type upstreamRun struct {
 // ok reports whether the upstream ran and exited 0.
 func (r *upstreamRun) ok() bool { return r.Err == nil && r.Exit == 0 }
 
-// runUpstream executes path with args, stdin and env (CNI_PATH set to the
+// runUpstream executes bin with args, stdin and env (CNI_PATH set to the
 // upstream directory, CNI_COMMAND to verb unless empty), bounded by ctx.
-// The caller has checked path with CheckTrusted.
-func runUpstream(ctx context.Context, path, verb string, args []string, stdin []byte) *upstreamRun {
+// The caller has checked bin.File with CheckTrusted.
+func runUpstream(ctx context.Context, bin upstreamBin, verb string, args []string, stdin []byte) *upstreamRun {
 	start := time.Now()
-	cmd := exec.CommandContext(ctx, path, args...)
-	cmd.Env = upstreamEnv(os.Environ(), filepath.Dir(path), verb)
+	cmd := exec.CommandContext(ctx, bin.File, args...)
+	cmd.Args[0] = bin.Path // the plugin's name, as the agent would run it
+	cmd.Env = upstreamEnv(os.Environ(), filepath.Dir(bin.Path), verb)
 	cmd.Stdin = bytes.NewReader(stdin)
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se

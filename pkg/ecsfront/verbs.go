@@ -130,7 +130,7 @@ func (fr *front) undoOurs(facts *ENIFacts) {
 
 // upstreamDel runs the upstream DEL after a failed ADD, on its own budget:
 // not cancelled by SIGTERM, since the ENI must not stay in the namespace.
-func (fr *front) upstreamDel(path string, stdin []byte) {
+func (fr *front) upstreamDel(path upstreamBin, stdin []byte) {
 	ctx, cancel := context.WithTimeout(context.Background(), upstreamDelReserve-undoBudget)
 	defer cancel()
 	fr.run(ctx, path, "DEL", nil, stdin)
@@ -214,7 +214,7 @@ func (fr *front) passThrough(verb string, stdin []byte) int {
 	return fr.relayVerb(path, verb, stdin, probeTimeout)
 }
 
-func (fr *front) relayVerb(path, verb string, stdin []byte, limit time.Duration) int {
+func (fr *front) relayVerb(path upstreamBin, verb string, stdin []byte, limit time.Duration) int {
 	ctx, cancel := context.WithTimeout(fr.ctx, limit)
 	defer cancel()
 	return fr.relay(fr.run(ctx, path, verb, nil, stdin))
