@@ -27,6 +27,39 @@ const frontMarkerVar = "EC2_POLICY_ROUTES_FRONT"
 // maxStdin bounds the network configuration read (the agent's is ~500 B).
 const maxStdin = 1 << 20
 
+// How the front runs (one process per call; nothing kept between calls):
+//
+//   - Probes (no CNI_COMMAND: --capabilities, --version, anything else):
+//     UP/<name> with the same arguments; its stdout byte for byte and its
+//     exit status.
+//   - ADD: the upstream ADD (same stdin and environment, CNI_PATH=UP,
+//     bounded by upstreamTimeout); then verification in CNI_NETNS (the link
+//     CNI_IFNAME, its MAC, every configured address); then the plugin's own
+//     ADD in-process (plugin.Run) on a synthesized prevResult (PluginConfig).
+//     The output is the upstream's. When anything after the upstream ADD
+//     fails (or the upstream failed or was killed), ours is undone and the
+//     upstream DEL returns the ENI to the host; the error is ours (or the
+//     upstream's own, passed through).
+//   - DEL: ours first, never failing the DEL, derived from the kernel
+//     (routes and rules stamped with protocol 236, tables found by link),
+//     so it holds after an agent restart lost the container's /run; then
+//     the upstream DEL, whose outcome is returned.
+//   - CHECK: the upstream's, then ours when cniVersion >= 0.4.0. Other
+//     verbs (VERSION, STATUS, GC) go to the upstream only.
+//
+// Table numbering: a vpc-eni ENI with IMDS enabled gets the IMDS number
+// (10000 + 100*network-card + device-number, as ec2-net-utils); with IMDS
+// disabled, and always for a vpc-branch-eni (IMDS does not list branch
+// ENIs, so it is never asked), the first table free in the task namespace
+// from tableBase (default 10000: device 0 is the primary ENI, never a task
+// ENI, so that number cannot collide with an IMDS-numbered one on card 0).
+// The rule priority is the table number unless `priority` is set.
+//
+// Log: one JSON line per call (probes included) with each upstream run's
+// verb, exit status and duration, to the settings' logFile, else
+// /log/ec2-policy-routes.log inside the agent's container (the host's
+// /var/log/ecs), else /var/log/ecs/ec2-policy-routes.log.
+
 // front is one invocation of the front.
 type front struct {
 	name     string // vpc-eni or vpc-branch-eni
