@@ -81,6 +81,9 @@ func (r *callRecord) write(log *slog.Logger) {
 	case r.err != nil:
 		level = slog.LevelError
 		attrs = append(attrs, slog.String("outcome", "error"), slog.Uint64("code", uint64(r.err.Code)), slog.String("error", r.err.Msg))
+	case r.exit != 0 && len(r.upstream) == 0:
+		level = slog.LevelError
+		attrs = append(attrs, slog.String("outcome", "refused"), slog.Int("exit", r.exit))
 	case r.exit != 0:
 		level = slog.LevelError
 		attrs = append(attrs, slog.String("outcome", "upstream failed"), slog.Int("exit", r.exit))
