@@ -95,7 +95,7 @@ FUZZTIME ?= 45s
 CHURN_CYCLES ?= 1000
 CHURN_PARALLEL ?= 8
 STRESS_OUT := $(CURDIR)/bin/stress
-STRESS_TESTS := ^(TestFault|TestConcurrent|TestHostile|TestSecurity|TestIMDSFaults|TestStress)
+STRESS_TESTS := ^(TestFault|TestConcurrent|TestHostile|TestSecurity|TestIMDSFaults|TestStress|TestECSFront)
 .PHONY: stress
 stress: build tools
 	@mkdir -p $(STRESS_OUT)

@@ -49,8 +49,10 @@ func TestECSFrontKilledMidADD(t *testing.T) {
 				t.Fatalf("agent DEL after the kill: %v", err)
 			}
 			assertNothingOurs(t, nl)
+			assertNetnsUnlocked(t, task.Netns)
 			assertNoLinkWithMAC(t, nl, eni.MAC)
 			assertENIInHost(t, eni)
+			assertHostClean(t)
 			rep.add("%s: front SIGKILLed while %s; upstream gone and ENI back in the host %.0f ms after the kill (DEL included)",
 				mode, map[string]string{"hang": "the upstream ADD hung", "down": "our part waited for the link"}[mode], ms(time.Since(start)))
 		})
@@ -76,7 +78,9 @@ func TestECSFrontDelTwice(t *testing.T) {
 	}
 	nl := task.Handle(t)
 	assertNothingOurs(t, nl)
+	assertNetnsUnlocked(t, task.Netns)
 	assertENIInHost(t, eni)
+	assertHostClean(t)
 	if got := l.calls("vpc-eni"); !slices.Equal(got, []string{"ADD", "DEL", "DEL"}) {
 		t.Fatalf("upstream calls %v", got)
 	}
