@@ -25,6 +25,7 @@ import (
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/ecsfront"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/imdsfake"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/plan"
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/state"
 )
 
 // TestECSFrontProbes: --capabilities and --version on every name the agent
@@ -56,6 +57,8 @@ func TestECSFrontProbes(t *testing.T) {
 		}
 		if r := up[0].(map[string]any); r["exit"] != float64(0) || r["duration_ms"] == nil {
 			t.Fatalf("probe log line: %v", m)
+		} else {
+			t.Logf("probe %v: front %.1f ms, of which upstream %.1f ms", m["args"], m["duration_ms"], r["duration_ms"])
 		}
 	}
 	if probes != 2*len(ecsfront.FrontedPlugins)+1 {
@@ -86,6 +89,10 @@ func TestECSFrontAddDel(t *testing.T) {
 		t.Fatalf("upstream calls %v, want [ADD DEL]", got)
 	}
 	assertLogged(t, l, "ADD", "ok", "DEL", "ok")
+	for _, m := range l.logLines(t) {
+		up := m["upstream"].([]any)[0].(map[string]any)
+		t.Logf("%s: front %.1f ms, of which upstream %.1f ms", m["verb"], m["duration_ms"], up["duration_ms"])
+	}
 }
 
 // assertOneENIRouting checks the routing of one ENI with IMDS off: table
@@ -259,6 +266,10 @@ func TestECSFrontIMDS(t *testing.T) {
 			t.Fatal("no IMDS request for a task ENI")
 		}
 		assertNoAltNamesOfOurs(t, nl)
+		// Nothing kept on the host for DEL: the agent's container loses /run.
+		if rec := filepath.Join(state.DefaultDir, state.Name("task-imds", "eth0")); fileExists(rec) {
+			t.Fatalf("state record %s written", rec)
+		}
 		if err := a.del(t, eni.eniConf(false), task, "task-imds"); err != nil {
 			t.Fatalf("DEL: %v", err)
 		}
@@ -401,3 +412,5 @@ func TestECSFrontCheck(t *testing.T) {
 	assertNothingOurs(t, nl)
 	assertENIInHost(t, eni)
 }
+
+func fileExists(p string) bool { _, err := os.Lstat(p); return err == nil }
