@@ -182,6 +182,9 @@ func TestECSFrontMisbehavingUpstream(t *testing.T) {
 			if te.Code != tc.code || !strings.Contains(te.Msg, tc.msg) {
 				t.Fatalf("error %d %q, want %d containing %q", te.Code, te.Msg, tc.code, tc.msg)
 			}
+			if ours := tc.mode != "fail"; ours != strings.Contains(te.Msg, "the ENI plugin's DEL returned the ENI to the host") {
+				t.Fatalf("error %q: says the DEL returned the ENI: want %v", te.Msg, ours)
+			}
 			nl := task.Handle(t)
 			assertNothingOurs(t, nl)
 			assertNoLinkWithMAC(t, nl, eni.MAC)

@@ -48,25 +48,50 @@ func (fr *front) add(stdin []byte) int {
 	if !r.ok() {
 		// The real vpc-eni fails before moving the ENI, but a killed or
 		// broken one may have moved it: DEL is idempotent, run it anyway.
-		fr.upstreamDel(path, stdin)
+		returned := fr.upstreamDel(path, stdin)
 		if r.Err == nil {
 			_, _ = fr.stdout.Write(r.Stdout)
 			return r.Exit
 		}
-		why := fmt.Sprintf("did not finish within upstreamTimeout %s", upTimeout)
-		if errors.Is(r.Err, plugin.ErrSignal()) {
-			why = "was interrupted by a signal to the front"
-		}
-		return fr.fail(types.NewError(types.ErrTryAgainLater, fmt.Sprintf(
-			"%s ADD %s and was killed; its DEL returned the ENI to the host", fr.name, why), ""))
+		return fr.fail(withCleanup(upstreamAddError(fr.name, upTimeout, r), returned))
 	}
 	if err := fr.oursAdd(facts); err != nil {
 		fr.undoOurs(facts)
-		fr.upstreamDel(path, stdin)
-		return fr.fail(err)
+		return fr.fail(withCleanup(err, fr.upstreamDel(path, stdin)))
 	}
 	_, _ = fr.stdout.Write(r.Stdout)
 	return 0
+}
+
+// upstreamAddError is the CNI error for an upstream ADD that did not exit
+// by itself: killed at upstreamTimeout, on a signal to the front, or never
+// started.
+func upstreamAddError(name string, limit time.Duration, r *upstreamRun) *types.Error {
+	switch {
+	case r.TimedOut && errors.Is(r.Err, plugin.ErrSignal()):
+		return types.NewError(types.ErrTryAgainLater, fmt.Sprintf("%s ADD was interrupted by a signal to the front and killed", name), "")
+	case r.TimedOut:
+		return types.NewError(types.ErrTryAgainLater, fmt.Sprintf("%s ADD did not finish within upstreamTimeout %s and was killed", name, limit), "")
+	}
+	return types.NewError(types.ErrIOFailure, fmt.Sprintf("%s ADD could not run: %v", name, r.Err), "")
+}
+
+// withCleanup appends to err what the upstream DEL after a failed ADD did.
+func withCleanup(err error, del *upstreamRun) *types.Error {
+	te := *asCNIError(err)
+	if del.ok() {
+		te.Msg += "; the ENI plugin's DEL returned the ENI to the host"
+	} else {
+		te.Msg += fmt.Sprintf("; the ENI plugin's DEL failed too (exit %d%s): the ENI may still be in CNI_NETNS until the runtime's DEL", del.Exit, errSuffix(del.Err))
+	}
+	return &te
+}
+
+func errSuffix(err error) string {
+	if err == nil {
+		return ""
+	}
+	return ": " + err.Error()
 }
 
 // preflight validates the environment and the synthesized plugin
@@ -94,12 +119,11 @@ func (fr *front) oursAdd(facts *ENIFacts) error {
 	netns, ifname := os.Getenv("CNI_NETNS"), os.Getenv("CNI_IFNAME")
 	obs, err := observe(netns, ifname)
 	if err != nil {
-		return types.NewError(types.ErrIOFailure, fmt.Sprintf("verify %s after %s ADD: %v; ENI returned to the host", ifname, fr.name, err), "")
+		return types.NewError(types.ErrIOFailure, fmt.Sprintf("verify %s after %s ADD: %v", ifname, fr.name, err), "")
 	}
 	if p := facts.problems(obs, ifname); len(p) > 0 {
 		return types.NewError(types.ErrTryAgainLater, fmt.Sprintf(
-			"%s reported success but in %s: %s; nothing installed, ENI returned to the host by %s DEL",
-			fr.name, netns, strings.Join(p, "; "), fr.name), "")
+			"%s reported success but in %s: %s; nothing installed", fr.name, netns, strings.Join(p, "; ")), "")
 	}
 	if facts.MAC == nil {
 		facts.MAC = obs.MAC // config named the ENI by eniName only
@@ -107,7 +131,7 @@ func (fr *front) oursAdd(facts *ENIFacts) error {
 	deadline := fr.start.Add(addBudget - upstreamDelReserve)
 	left := time.Until(deadline)
 	if left < minOursBudget/10 {
-		return types.NewError(types.ErrTryAgainLater, fmt.Sprintf("%s ADD left no time for the policy routing; ENI returned to the host", fr.name), "")
+		return types.NewError(types.ErrTryAgainLater, fmt.Sprintf("%s ADD left no time for the policy routing", fr.name), "")
 	}
 	conf, err := PluginConfig(fr.settings, facts, fr.input(clampDuration(fr.linkTimeout(), left)))
 	if err != nil {
@@ -130,10 +154,10 @@ func (fr *front) undoOurs(facts *ENIFacts) {
 
 // upstreamDel runs the upstream DEL after a failed ADD, on its own budget:
 // not cancelled by SIGTERM, since the ENI must not stay in the namespace.
-func (fr *front) upstreamDel(path upstreamBin, stdin []byte) {
+func (fr *front) upstreamDel(path upstreamBin, stdin []byte) *upstreamRun {
 	ctx, cancel := context.WithTimeout(context.Background(), upstreamDelReserve-undoBudget)
 	defer cancel()
-	fr.run(ctx, path, "DEL", nil, stdin)
+	return fr.run(ctx, path, "DEL", nil, stdin)
 }
 
 // del removes ours first (never failing the DEL for it: netns gone, link
