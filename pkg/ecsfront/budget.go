@@ -22,6 +22,10 @@ const (
 	// minOursBudget is the least our part (link wait, IMDS, apply) gets
 	// after the upstream ADD, whatever upstreamTimeout says.
 	minOursBudget = 5 * time.Second
+	// minOursLeft: with less left than this (a host so loaded that the
+	// verification ate the budget) our part fails at once with code 11
+	// rather than with a link wait of a few milliseconds.
+	minOursLeft = 500 * time.Millisecond
 
 	// DefaultUpstreamTimeout bounds the upstream ADD: vpc-eni's ADD is one
 	// link scan and a few netlink calls (well under a second); 20 s covers
@@ -31,9 +35,10 @@ const (
 	// addBudget (30 s).
 	MaxUpstreamTimeout = addBudget - upstreamDelReserve - minOursBudget
 
-	// upstreamDelBudget bounds the upstream DEL of a DEL verb; our part of
-	// DEL is bounded by the plugin's own 10 s (namespace lock), so a DEL
-	// takes at most 20 s of the agent's 30.
+	// oursDelBudget bounds our part of a DEL (the plugin's own bound on
+	// its namespace-lock wait is the same 10 s) and upstreamDelBudget the
+	// upstream DEL after it: a DEL takes at most 20 s of the agent's 30.
+	oursDelBudget     = 10 * time.Second
 	upstreamDelBudget = 10 * time.Second
 	// probeTimeout bounds --capabilities, --version and pass-through verbs
 	// (VERSION, STATUS, GC): the upstream answers from memory.

@@ -130,7 +130,7 @@ func (fr *front) oursAdd(facts *ENIFacts) error {
 	}
 	deadline := fr.start.Add(addBudget - upstreamDelReserve)
 	left := time.Until(deadline)
-	if left < minOursBudget/10 {
+	if left < minOursLeft {
 		return types.NewError(types.ErrTryAgainLater, fmt.Sprintf("%s ADD left no time for the policy routing", fr.name), "")
 	}
 	conf, err := PluginConfig(fr.settings, facts, fr.input(clampDuration(fr.linkTimeout(), left)))
@@ -172,7 +172,7 @@ func (fr *front) del(stdin []byte) int {
 	case os.Getenv("CNI_NETNS") == "":
 		fr.rec.addNote("no CNI_NETNS: nothing of ours to remove")
 	default:
-		ctx, cancel := context.WithTimeout(fr.ctx, upstreamDelBudget)
+		ctx, cancel := context.WithTimeout(fr.ctx, oursDelBudget)
 		fr.oursDel(ctx, facts)
 		cancel()
 	}
