@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -296,7 +297,8 @@ func probe(t *testing.T, dir, name string, args ...string) (stdout []byte, exit 
 	cmd := exec.Command(filepath.Join(dir, name), args...)
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 	out, err := cmd.Output()
-	if ee, ok := err.(*exec.ExitError); ok {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
 		return out, ee.ExitCode()
 	} else if err != nil {
 		t.Fatalf("run %s: %v", name, err)

@@ -1,6 +1,7 @@
 package ecsfront
 
 import (
+	"errors"
 	"net/netip"
 	"strings"
 	"testing"
@@ -38,8 +39,8 @@ func TestParseFacts(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f, err := ParseFacts(tc.plugin, []byte(tc.conf))
 			if tc.code != 0 {
-				te, ok := err.(*types.Error)
-				if !ok || te.Code != tc.code || !strings.Contains(te.Msg, tc.want) {
+				var te *types.Error
+				if !errors.As(err, &te) || te.Code != tc.code || !strings.Contains(te.Msg, tc.want) {
 					t.Fatalf("err %v, want code %d naming %q", err, tc.code, tc.want)
 				}
 				return

@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"errors"
 	"io"
 	"os"
 	"testing"
@@ -45,7 +46,8 @@ func TestRunPrintsNothing(t *testing.T) {
 
 func TestRunRefusesOtherVerbs(t *testing.T) {
 	_, err := (&Plugin{}).Run("GC", &skel.CmdArgs{})
-	if te, ok := err.(*types.Error); !ok || te.Code != types.ErrInvalidEnvironmentVariables {
+	var te *types.Error
+	if !errors.As(err, &te) || te.Code != types.ErrInvalidEnvironmentVariables {
 		t.Fatalf("err %v", err)
 	}
 }

@@ -119,7 +119,7 @@ type eni struct {
 func (f *fake) parse(stdin []byte) (*eni, error) {
 	var c conf
 	if err := json.Unmarshal(stdin, &c); err != nil {
-		return nil, fmt.Errorf("failed to parse network config: %v", err)
+		return nil, fmt.Errorf("failed to parse network config: %w", err)
 	}
 	mac, addrs := c.ENIMACAddress, c.ENIIPAddresses
 	if f.branch {
@@ -167,7 +167,7 @@ func (f *fake) add(args *skel.CmdArgs) error {
 	}
 	target, err := netns.GetFromPath(args.Netns)
 	if err != nil {
-		return fmt.Errorf("failed to find netns %s: %v", args.Netns, err)
+		return fmt.Errorf("failed to find netns %s: %w", args.Netns, err)
 	}
 	defer target.Close()
 	hostH, err := netlink.NewHandle()
@@ -180,7 +180,7 @@ func (f *fake) add(args *skel.CmdArgs) error {
 		return err
 	}
 	if err := netlink.LinkSetNsFd(link, int(target)); err != nil {
-		return fmt.Errorf("failed to move eni: %v", err)
+		return fmt.Errorf("failed to move eni: %w", err)
 	}
 	switch f.mode {
 	case "fail":
