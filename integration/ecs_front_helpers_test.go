@@ -259,7 +259,7 @@ func (a *agent) rt(task *taskNS, id string) *libcni.RuntimeConf {
 
 func (a *agent) add(t *testing.T, conf []byte, task *taskNS, id string) error {
 	t.Helper()
-	nc, err := libcni.ConfFromBytes(conf)
+	nc, err := libcni.NetworkPluginConfFromBytes(conf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +271,7 @@ func (a *agent) add(t *testing.T, conf []byte, task *taskNS, id string) error {
 
 func (a *agent) del(t *testing.T, conf []byte, task *taskNS, id string) error {
 	t.Helper()
-	nc, err := libcni.ConfFromBytes(conf)
+	nc, err := libcni.NetworkPluginConfFromBytes(conf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,7 +282,7 @@ func (a *agent) del(t *testing.T, conf []byte, task *taskNS, id string) error {
 
 func (a *agent) check(t *testing.T, conf []byte, task *taskNS, id string) error {
 	t.Helper()
-	nc, err := libcni.ConfFromBytes(conf)
+	nc, err := libcni.NetworkPluginConfFromBytes(conf)
 	if err != nil {
 		t.Fatal(err)
 	}

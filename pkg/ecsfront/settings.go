@@ -156,7 +156,7 @@ func CheckTrusted(path string) error {
 		writable := mode.Perm()&0o022 != 0
 		sticky := mode.IsDir() && mode&fs.ModeSticky != 0
 		// A sticky directory protects the root-owned entry checked below it.
-		if writable && !(sticky && p != real) {
+		if writable && (!sticky || p == real) {
 			return fmt.Errorf("%w: %s is writable by group or others (mode %v)", ErrUntrusted, p, mode.Perm())
 		}
 		if p == "/" {

@@ -38,7 +38,7 @@ func observe(netnsPath, ifname string) (observed, error) {
 	if err != nil {
 		return observed{}, err
 	}
-	defer n.Close()
+	defer func() { _ = n.Close() }()
 	h, err := kernel.NewHandle(n.Fd())
 	if err != nil {
 		return observed{}, err
