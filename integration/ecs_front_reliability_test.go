@@ -202,3 +202,45 @@ func TestECSFrontSIGTERMMidADD(t *testing.T) {
 		})
 	}
 }
+
+// TestECSFrontChurn: repeated ADD/DEL of one task ENI through the front
+// (EC2PR_FRONT_CYCLES, default 20): every ADD installs the same routing,
+// every DEL leaves nothing of ours and the ENI in the host.
+func TestECSFrontChurn(t *testing.T) {
+	rep := scenario(t, "E4", "ECS front: ADD/DEL churn of one task ENI")
+	cycles := envInt("EC2PR_FRONT_CYCLES", 20)
+	l := newFrontLayout(t, nil)
+	eni := newTaskENI(t, "10.0.19.20/24", "10.0.19.1")
+	a := newAgent(t, l)
+	var adds, dels []time.Duration
+	for i := range cycles {
+		task := newTaskNS(t)
+		id := "task-churn-" + strconv.Itoa(i)
+		start := time.Now()
+		if err := a.add(t, eni.eniConf(false), task, id); err != nil {
+			t.Fatalf("cycle %d ADD: %v", i, err)
+		}
+		adds = append(adds, time.Since(start))
+		nl := task.Handle(t)
+		if rules, _ := h.Ours(t, nl); len(rules) != 1 {
+			t.Fatalf("cycle %d: rules %q", i, h.RuleStrings(rules))
+		}
+		start = time.Now()
+		if err := a.del(t, eni.eniConf(false), task, id); err != nil {
+			t.Fatalf("cycle %d DEL: %v", i, err)
+		}
+		dels = append(dels, time.Since(start))
+		assertNothingOurs(t, nl)
+		assertENIInHost(t, eni)
+		task.destroy()
+	}
+	assertHostClean(t)
+	rep.add("%d cycles (a fresh task namespace each): ADD median %.0f ms, max %.0f ms; DEL median %.0f ms, max %.0f ms (libcni, front and fake upstream processes included)",
+		cycles, ms(median(adds)), ms(slices.Max(adds)), ms(median(dels)), ms(slices.Max(dels)))
+}
+
+func median(d []time.Duration) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[len(s)/2]
+}

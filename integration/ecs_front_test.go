@@ -417,3 +417,27 @@ func TestECSFrontCheck(t *testing.T) {
 }
 
 func fileExists(p string) bool { _, err := os.Lstat(p); return err == nil }
+
+// TestECSFrontADDResultIsUpstreams: the front's ADD prints exactly what
+// the upstream prints for the same call (the agent reads the ENI's result
+// from it), byte for byte.
+func TestECSFrontADDResultIsUpstreams(t *testing.T) {
+	l := newFrontLayout(t, nil)
+	task, eni := newTaskNS(t), newTaskENI(t, "10.0.18.20/24", "10.0.18.1")
+	env := h.Env{Command: "ADD", ContainerID: "task-result", Netns: task.Proc, IfName: "eth0"}
+	run := func(dir, verb string) []byte {
+		env.Command, env.Path = verb, dir
+		r := h.Run(context.Background(), t, filepath.Join(dir, "vpc-eni"), env, eni.eniConf(false))
+		r.MustSucceed(t, dir+" "+verb)
+		return r.Stdout
+	}
+	viaFront := run(l.Dir, "ADD")
+	run(l.Dir, "DEL")
+	direct := run(l.Up, "ADD")
+	run(l.Up, "DEL")
+	if !bytes.Equal(viaFront, direct) || len(direct) == 0 {
+		t.Fatalf("front printed %q, upstream %q", viaFront, direct)
+	}
+	assertNothingOurs(t, task.Handle(t))
+	assertENIInHost(t, eni)
+}
