@@ -143,7 +143,9 @@ func (o Options) withEnv() Options {
 }
 
 // ParseLevel maps debug|info|warn|error (any case; "warning" too; "" is
-// info) to a slog level.
+// info) to a slog level. It is the one parser of a level: config validation,
+// the environment override and the logger all use it, and LevelName is the
+// one spelling, so a level that validates is the level that runs.
 func ParseLevel(s string) (slog.Level, error) {
 	switch strings.ToLower(strings.TrimSpace(s)) {
 	case "debug":
@@ -156,6 +158,20 @@ func ParseLevel(s string) (slog.Level, error) {
 		return slog.LevelError, nil
 	}
 	return slog.LevelInfo, fmt.Errorf("log level %q is not debug, info, warn or error", s)
+}
+
+// LevelName is the canonical (lower-case) name of one of ParseLevel's
+// levels, as configurations spell it.
+func LevelName(l slog.Level) string {
+	switch {
+	case l <= slog.LevelDebug:
+		return "debug"
+	case l <= slog.LevelInfo:
+		return "info"
+	case l <= slog.LevelWarn:
+		return "warn"
+	}
+	return "error"
 }
 
 func parseSize(s string) (int64, error) {

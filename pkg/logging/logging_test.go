@@ -427,3 +427,12 @@ func BenchmarkWrite(b *testing.B) {
 		log.Info("DEL", "container", "0123456789abcdef", "outcome", "ok")
 	}
 }
+
+func TestLevelNameRoundTrip(t *testing.T) {
+	for _, name := range []string{"debug", "info", "warn", "error"} {
+		l, err := ParseLevel(strings.ToUpper(name))
+		if err != nil || LevelName(l) != name {
+			t.Errorf("%s: ParseLevel → %v %v → LevelName %q", name, l, err, LevelName(l))
+		}
+	}
+}
