@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -171,6 +172,7 @@ func WritePrometheus(w io.Writer, r *Report) error {
 
 // Usage is the doctor's help text.
 const Usage = `usage: ec2-policy-routes doctor [--json | --prometheus] [--root DIR] [--systemctl PATH|none] [--skip-netns]
+       ec2-policy-routes doctor --stale-locks [--root DIR]
 
 Checks this host for the amazon-ec2-net-utils stuck-loop failure and for the
 setup ec2-policy-routes expects, and lists per network namespace the rules and
@@ -200,6 +202,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, version 
 	root := fs.String("root", "/", "read host paths (/proc, /run, /sys, /etc, ...) below `DIR` (fixtures, copied trees)")
 	systemctl := fs.String("systemctl", "", "systemctl `binary`; none skips the unit check (default: from PATH when --root is /)")
 	skipNetns := fs.Bool("skip-netns", false, "do not scan network namespaces")
+	staleLocks := fs.Bool("stale-locks", false, "only print the stale ec2-net-utils lock files (owner dead or PID reused), one path a line, for `xargs -r rm -f --`")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, Usage)
 		fs.PrintDefaults()
@@ -214,6 +217,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, version 
 		fmt.Fprintf(stderr, "doctor: unexpected argument %q\n", fs.Arg(0))
 		fs.Usage()
 		return 2
+	}
+	if *staleLocks {
+		return printStaleLocks(ctx, *root, stdout, stderr)
 	}
 	if *asJSON && *asProm {
 		fmt.Fprintln(stderr, "doctor: --json and --prometheus are exclusive")
@@ -238,6 +244,23 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, version 
 	}
 	if !rep.Healthy {
 		return 1
+	}
+	return 0
+}
+
+// printStaleLocks lists the lock files nobody holds any more: their owner is
+// dead or its PID now runs another program. A lock whose owner is a live
+// setup-policy-routes, however it was started, is never listed.
+func printStaleLocks(ctx context.Context, root string, stdout, stderr io.Writer) int {
+	rep, err := Run(ctx, Options{Root: root, Systemctl: "none", SkipNetns: true})
+	if err != nil {
+		fmt.Fprintf(stderr, "doctor: %v\n", err)
+		return 2
+	}
+	for _, lf := range rep.LockFiles {
+		if lf.Stale {
+			fmt.Fprintln(stdout, filepath.Join(root, lf.Path))
+		}
 	}
 	return 0
 }

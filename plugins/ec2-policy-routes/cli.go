@@ -24,6 +24,8 @@ Run by a person (CNI_COMMAND unset):
         check the host for stuck ec2-net-utils setup-policy-routes processes, stale
         locks, policy-routes@ units, the udev override, and list the rules/routes this
         plugin owns per network namespace. Exit 0 healthy, 1 problems found.
+  ec2-policy-routes doctor --stale-locks [--root DIR]
+        print the stale ec2-net-utils lock files, one a line (for xargs -r rm -f --).
   ec2-policy-routes --version    print the version
   ec2-policy-routes --help       this text
 
