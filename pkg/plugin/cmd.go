@@ -245,25 +245,9 @@ func (p *Plugin) del(args *skel.CmdArgs, out *Outcome) error {
 	if err != nil {
 		return errCode(types.ErrIOFailure, err)
 	}
-	// Only the attachment's own links (by MAC or ownership mark, whatever
-	// their name now); a link gone or moved out left orphan tables.
-	att := attachmentOf(args)
-	owned, links, err := ownedLinks(t, att, claims(cfg, args))
-	if err != nil {
-		return errCode(types.ErrIOFailure, err)
+	if err := release(t, st, cfg, args, out); err != nil {
+		return err
 	}
-	rel := plan.Released(att, owned, links, st.OurTableByLink, st.OrphanTables())
-	rules, routes := st.InTables(rel.Tables)
-	changes, err := t.h.Apply(plan.Diff{DelRules: rules, DelRoutes: routes})
-	if err != nil {
-		return errCode(types.ErrIOFailure, fmt.Errorf("remove policy routing: %w", err))
-	}
-	for _, c := range changes {
-		out.Removed = append(out.Removed, c.Summary)
-	}
-	out.Tables = sortedKeys(rel.Tables)
-	noteForeign(owned, out)
-	unmarkLinks(t, rel.Unmark, out)
 	p.releaseAltNames(args, t, out)
 	return nil
 }

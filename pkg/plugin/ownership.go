@@ -6,9 +6,11 @@ import (
 	"net"
 
 	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
 	"github.com/vishvananda/netlink"
 
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/config"
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/kernel"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/plan"
 )
 
@@ -111,4 +113,28 @@ func checkedLink(t *target, o plan.Owned) (netlink.Link, error) {
 		return nil, fmt.Errorf("interface %s is missing", o.Claim.Name)
 	}
 	return link, nil
+}
+
+// release removes the routing of the attachment's own links (by MAC or
+// ownership mark, whatever their name now) and of the orphan tables (a link
+// gone or moved out), then clears the links' marks.
+func release(t *target, st *kernel.State, cfg *config.Config, args *skel.CmdArgs, out *Outcome) error {
+	att := attachmentOf(args)
+	owned, links, err := ownedLinks(t, att, claims(cfg, args))
+	if err != nil {
+		return errCode(types.ErrIOFailure, err)
+	}
+	rel := plan.Released(att, owned, links, st.OurTableByLink, st.OrphanTables())
+	rules, routes := st.InTables(rel.Tables)
+	changes, err := t.h.Apply(plan.Diff{DelRules: rules, DelRoutes: routes})
+	if err != nil {
+		return errCode(types.ErrIOFailure, fmt.Errorf("remove policy routing: %w", err))
+	}
+	for _, c := range changes {
+		out.Removed = append(out.Removed, c.Summary)
+	}
+	out.Tables = sortedKeys(rel.Tables)
+	noteForeign(owned, out)
+	unmarkLinks(t, rel.Unmark, out)
+	return nil
 }
