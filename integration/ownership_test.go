@@ -63,11 +63,11 @@ func TestOwnershipDelByAnotherTask(t *testing.T) {
 		if after := ourRoutingOf(t, nl); !slices.Equal(before, after) {
 			t.Fatalf("DEL taskB (%s) changed taskA's routing:\nbefore %q\nafter  %q", tc.name, before, after)
 		}
-		c, _ := runPlugin(t, taskEnv("CHECK", ns, "taskB"), conf11(""))
-		if tc.name == "no prevResult (ECS)" {
-			mustFail(t, c, "CHECK as taskB", 11, "belongs to another attachment")
-		}
 	}
+	c, _ := runPlugin(t, taskEnv("CHECK", ns, "taskB"), chainedConf(t, "1.0.0", prevB))
+	mustFail(t, c, "CHECK as taskB with its prevResult", 11, "interface eth0 is missing (no link with MAC 0a:1e:00:00:21:0b)")
+	c, _ = runPlugin(t, taskEnv("CHECK", ns, "taskB"), conf11(""))
+	mustFail(t, c, "CHECK as taskB without prevResult", 11, "belongs to another attachment")
 	ca, _ := runPlugin(t, taskEnv("CHECK", ns, "taskA"), conf11(""))
 	ca.MustSucceed(t, "CHECK taskA")
 	d, p := runPlugin(t, taskEnv("DEL", ns, "taskA"), conf)
@@ -76,7 +76,7 @@ func TestOwnershipDelByAnotherTask(t *testing.T) {
 	if l, _ := nl.LinkByName("eth0"); l.Attrs().Alias != "" {
 		t.Errorf("DEL left the mark %q", l.Attrs().Alias)
 	}
-	rep.add("ADD taskA (%d rules/routes); DEL taskB with prevResult naming another MAC/address, and without prevResult: exit 0, taskA's routing unchanged; CHECK as taskB: code 11 naming the owner; DEL taskA: nothing left, mark cleared", len(before))
+	rep.add("ADD taskA (%d rules/routes); DEL taskB with prevResult naming another MAC/address, and without prevResult: exit 0, taskA's routing unchanged; CHECK as taskB: code 11 (its MAC missing; eth0 another attachment's); DEL taskA: nothing left, mark cleared", len(before))
 }
 
 // After `ip link set eth0 name other` inside the namespace, DEL for eth0
