@@ -83,7 +83,7 @@ func OwnLinks(att Attachment, claims []Claim, links []Link) []Owned {
 func ownLink(att Attachment, c Claim, links []Link) Owned {
 	mark := att.Mark(c.Name)
 	if c.MAC != "" {
-		l, ok := findLink(links, func(l Link) bool { return strings.EqualFold(l.MAC, c.MAC) })
+		l, ok := linkByMAC(links, c, mark)
 		switch {
 		case !ok:
 			return Owned{Claim: c, Why: fmt.Sprintf("interface %s is missing (no link with MAC %s)", c.Name, c.MAC)}
@@ -103,6 +103,25 @@ func ownLink(att Attachment, c Claim, links []Link) Owned {
 		return Owned{Claim: c, Foreign: true, Why: fmt.Sprintf("interface %s belongs to another attachment (its link is marked %s)", c.Name, l.Alias)}
 	}
 	return Owned{Claim: c, Index: l.Index, Ambiguous: true}
+}
+
+// linkByMAC finds the link with the claim's MAC. Links can share one (ipvlan
+// children have their parent's): prefer the one marked for this claim, then
+// the one with the claim's name.
+func linkByMAC(links []Link, c Claim, mark string) (Link, bool) {
+	var same []Link
+	for _, l := range links {
+		if strings.EqualFold(l.MAC, c.MAC) {
+			same = append(same, l)
+		}
+	}
+	if l, ok := findLink(same, func(l Link) bool { return l.Alias == mark }); ok {
+		return l, true
+	}
+	if l, ok := findLink(same, func(l Link) bool { return l.Name == c.Name }); ok {
+		return l, true
+	}
+	return findLink(same, func(Link) bool { return true })
 }
 
 func findLink(links []Link, match func(Link) bool) (Link, bool) {
