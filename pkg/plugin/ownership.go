@@ -94,11 +94,16 @@ func unmarkLinks(t *target, indexes []int, out *Outcome) {
 	}
 }
 
-// noteForeign says in the log line why DEL left a link alone.
-func noteForeign(owned []plan.Owned, out *Outcome) {
+// noteOwnership says in the log line why DEL left a link alone, and when
+// it matched a link holding routing of ours by name only (the ambiguous
+// case: configured by a version without marks).
+func noteOwnership(owned []plan.Owned, tableByLink map[int]int, out *Outcome) {
 	for _, o := range owned {
-		if o.Foreign {
+		switch {
+		case o.Foreign:
 			addNote(out, "%s: left alone", o.Why)
+		case o.Ambiguous && tableByLink[o.Index] != 0:
+			addNote(out, "interface %s: no ownership mark on its link, matched by name", o.Claim.Name)
 		}
 	}
 }
@@ -134,7 +139,7 @@ func release(t *target, st *kernel.State, cfg *config.Config, args *skel.CmdArgs
 		out.Removed = append(out.Removed, c.Summary)
 	}
 	out.Tables = sortedKeys(rel.Tables)
-	noteForeign(owned, out)
+	noteOwnership(owned, st.OurTableByLink, out)
 	unmarkLinks(t, rel.Unmark, out)
 	return nil
 }
