@@ -118,7 +118,7 @@ func Install(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("cannot read this binary %s: %w", o.Self, err)
 	}
-	view := LocateUpstream(s.Upstream, o.Proc)
+	view := LocateUpstream(s.Upstream, o.Proc, "/")
 	names, err := o.verifyUpstream(ctx, s.Upstream, view)
 	if err != nil {
 		return err

@@ -313,7 +313,7 @@ func TestInstallRefusals(t *testing.T) {
 func (e *env) agentFixture(up string, environ string) string {
 	e.writeFile(filepath.Join(e.proc, "1/cmdline"), "/sbin/init\x00", 0o444)
 	e.writeFile(filepath.Join(e.proc, "4242/cmdline"), "/agent\x00", 0o444)
-	e.writeFile(filepath.Join(e.proc, "4242/environ"), environ, 0o400)
+	e.writeFile(filepath.Join(e.proc, "4242/environ"), environ, 0o600)
 	root := filepath.Join(e.proc, "4242/root", up)
 	for _, name := range append(ecsfront.KnownPlugins, "ecs-agentonly") {
 		e.plugin(root, name, "echo '"+capsOK+"'")
@@ -338,7 +338,7 @@ func TestInstallThroughAgentRoot(t *testing.T) {
 		t.Errorf("agent does not use DIR yet: restart step expected:\n%s", out)
 	}
 	// Once the agent runs with the line, a re-run says no restart is needed.
-	e.writeFile(filepath.Join(e.proc, "4242/environ"), ecsfront.PluginsPathVar+"="+e.dir+"\x00", 0o400)
+	e.writeFile(filepath.Join(e.proc, "4242/environ"), ecsfront.PluginsPathVar+"="+e.dir+"\x00", 0o600)
 	if out := e.mustInstall(o); !strings.Contains(out, "(pid 4242) already uses "+e.dir+": no restart needed") {
 		t.Errorf("second run:\n%s", out)
 	}
@@ -378,7 +378,7 @@ func TestInstallUpstreamNotVisible(t *testing.T) {
 	// The default UP holding only the package's copy is not the agent's.
 	pkgOnly := filepath.Join(e.base, "pkgonly")
 	e.writeFile(filepath.Join(pkgOnly, "ec2-policy-routes"), "x", 0o755)
-	if v := LocateUpstream(pkgOnly, e.proc); !v.Visible() {
+	if v := LocateUpstream(pkgOnly, e.proc, "/"); !v.Visible() {
 		t.Errorf("a non-default UP is taken as given: %+v", v)
 	}
 }

@@ -20,9 +20,9 @@ import (
 // runs; without root it lets the tests run the same code).
 func trustedOwner(uid uint32) bool { return uid == 0 || uid == uint32(os.Geteuid()) }
 
-// checkTrustedPath applies that rule to path and every directory above it,
+// CheckTrusted applies that rule to path and every directory above it,
 // following symlinks like ecsfront.CheckTrusted.
-func checkTrustedPath(path string) error {
+func CheckTrusted(path string) error {
 	real, err := filepath.EvalSymlinks(path)
 	if err != nil {
 		return err
@@ -77,7 +77,7 @@ func ensureDir(dir string) (created []string, err error) {
 		}
 		p = filepath.Dir(p)
 	}
-	if err := checkTrustedPath(p); err != nil {
+	if err := CheckTrusted(p); err != nil {
 		return nil, fmt.Errorf("refusing to install below an untrusted directory: %w", err)
 	}
 	for i := len(missing) - 1; i >= 0; i-- {

@@ -56,7 +56,7 @@ func Refresh(_ context.Context, o Options) error {
 }
 
 func refreshDir(o *Options, dir string, self []byte) error {
-	if err := checkTrustedPath(dir); err != nil {
+	if err := CheckTrusted(dir); err != nil {
 		return fmt.Errorf("refusing to refresh: %w", err)
 	}
 	changes := 0

@@ -90,10 +90,11 @@ type View struct {
 func (v View) Visible() bool { return v.Path != "" }
 
 // LocateUpstream finds UP: through a running agent's container root
-// first (what the agent really runs), else directly on this host. The
-// default UP on a host without the agent's plugins is not a view: there
-// the package puts only its own copy, which is not the agent's directory.
-func LocateUpstream(up, procDir string) View {
+// first (what the agent really runs), else directly on this host (below
+// hostRoot: "/" but for a fixture tree). The default UP on a host without
+// the agent's plugins is not a view: there the package puts only its own
+// copy, which is not the agent's directory.
+func LocateUpstream(up, procDir, hostRoot string) View {
 	for _, a := range FindAgents(procDir) {
 		p := filepath.Join(a.Root, up)
 		if isDir(p) {
@@ -102,14 +103,15 @@ func LocateUpstream(up, procDir string) View {
 				How: fmt.Sprintf("seen through the running ECS agent's container (pid %d) at %s", a.PID, p)}
 		}
 	}
-	if isDir(up) && !(up == ecsfront.DefaultUpstreamDir && onlyPackageCopy(up)) {
-		return View{Path: up, How: "seen directly on this host at " + up}
+	direct := filepath.Join(hostRoot, up)
+	if isDir(direct) && !(up == ecsfront.DefaultUpstreamDir && onlyPackageCopy(direct)) {
+		return View{Path: direct, How: "seen directly on this host at " + direct}
 	}
 	why := "no running ECS agent (no " + AgentExe + " process under " + procDir + ")"
 	if len(FindAgents(procDir)) > 0 {
 		why = "the running ECS agent has no " + up
 	}
-	if isDir(up) {
+	if isDir(direct) {
 		why += ", and " + up + " on this host holds only this package's copy, not the agent's plugins"
 	} else {
 		why += ", and no " + up + " on this host"
@@ -156,7 +158,7 @@ func (v View) Plugins() ([]string, error) {
 // an agent view, up to the container's root (above it is /proc).
 func (v View) checkTrusted(path string) error {
 	if v.stop == "" {
-		return checkTrustedPath(path)
+		return CheckTrusted(path)
 	}
 	for p := path; ; p = filepath.Dir(p) {
 		fi, err := os.Stat(p)
