@@ -34,6 +34,7 @@ type entry struct {
 type pkgInfo struct {
 	name, version, arch string
 	files               map[string]*entry
+	postinst            string // deb postinst / rpm %post
 }
 
 func repoRoot(t *testing.T) string {
@@ -168,6 +169,8 @@ func TestPackages(t *testing.T) {
 		}
 	}
 
+	checkPostinst(t, root, deb, rpm)
+
 	// The packaged binary reports the version stamped at link time.
 	extracted := filepath.Join(t.TempDir(), "ec2-policy-routes")
 	if err := os.WriteFile(extracted, deb.files["/opt/cni/bin/ec2-policy-routes"].data, 0o755); err != nil {
@@ -235,6 +238,9 @@ func readDeb(t *testing.T, path string) pkgInfo {
 		}
 	}
 	info.files = readTarGz(t, members["data.tar.gz"])
+	if pi := ctrl["/postinst"]; pi != nil {
+		info.postinst = string(pi.data)
+	}
 	if cf := ctrl["/conffiles"]; cf != nil {
 		for _, p := range strings.Fields(string(cf.data)) {
 			if e := info.files[p]; e != nil {
@@ -282,6 +288,7 @@ const (
 	tagVersion    = 1001
 	tagRelease    = 1002
 	tagArch       = 1022
+	tagPostIn     = 1024
 	tagFileFlags  = 1037
 	tagDirIndexes = 1116
 	tagBaseNames  = 1117
@@ -358,6 +365,7 @@ func readRPM(t *testing.T, path string) pkgInfo {
 		return ""
 	}
 	info := pkgInfo{name: first(tagName), version: first(tagVersion) + "-" + first(tagRelease), arch: first(tagArch)}
+	info.postinst = first(tagPostIn)
 	if c := first(tagCompressor); c != "gzip" {
 		t.Fatalf("payload compressor %q, this reader handles gzip", c)
 	}

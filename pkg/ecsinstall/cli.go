@@ -13,7 +13,7 @@ import (
 // Usage is the `ecs` subcommand's help text.
 const Usage = `usage: ec2-policy-routes ecs install   [--dir DIR] [--upstream UP] [--config FILE] [--write] [--ecs-config PATH]
        ec2-policy-routes ecs uninstall [--dir DIR] [--write] [--ecs-config PATH]
-       ec2-policy-routes ecs refresh   [--dir DIR] [--ecs-config PATH]
+       ec2-policy-routes ecs refresh   [--dir DIR] [--ecs-config PATH] [--quiet]
 
 install: lays out DIR (default ` + ecsfront.DefaultInstallDir + `) for the stock ECS agent's
 ECS_CNI_PLUGINS_PATH: vpc-eni and vpc-branch-eni are copies of this binary (the front: it
@@ -58,7 +58,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fs.StringVar(&o.Upstream, "upstream", "", "`UP`, the real plugins as the agent's container sees them (default: the settings' upstream, else "+ecsfront.DefaultUpstreamDir+")")
 		fs.StringVar(&o.ConfigFile, "config", "", "front settings JSON `FILE`")
 	}
-	if verb != "refresh" {
+	if verb == "refresh" {
+		fs.BoolVar(&o.Quiet, "quiet", false, "report only the fronts it rewrites")
+	} else {
 		fs.BoolVar(&o.Write, "write", false, "also edit the ecs.config file")
 	}
 	fs.Usage = func() { fmt.Fprint(stderr, Usage); fs.PrintDefaults() }

@@ -35,6 +35,7 @@ type Options struct {
 	// ProbeTimeout bounds each upstream --capabilities probe.
 	ProbeTimeout time.Duration
 	Out          io.Writer
+	Quiet        bool // refresh: report only what it wrote
 }
 
 func (o *Options) defaults() error {

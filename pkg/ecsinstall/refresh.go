@@ -45,6 +45,9 @@ func Refresh(_ context.Context, o Options) error {
 	var errs []error
 	for _, dir := range dirs {
 		if !IsInstall(dir) {
+			if o.Quiet {
+				continue
+			}
 			o.say("ecs refresh: %s: no front installed (no %s)", dir, ecsfront.SettingsFile)
 			continue
 		}
@@ -71,7 +74,7 @@ func refreshDir(o *Options, dir string, self []byte) error {
 			o.say("ecs refresh: wrote %s (copy of %s)", path, o.Self)
 		}
 	}
-	if changes == 0 {
+	if changes == 0 && !o.Quiet {
 		o.say("ecs refresh: %s: fronts already match %s", dir, o.Self)
 	}
 	return nil
