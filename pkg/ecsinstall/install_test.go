@@ -37,6 +37,8 @@ func newEnv(t *testing.T) *env {
 	for _, name := range append(ecsfront.KnownPlugins, "ecs-newplugin") {
 		e.plugin(e.up, name, "echo '"+capsOK+"'")
 	}
+	e.writeFile(filepath.Join(e.up, "vpc-eni.calls"), "not a plugin", 0o644)
+	os.Mkdir(filepath.Join(e.up, "subdir"), 0o755)
 	return e
 }
 
@@ -103,6 +105,18 @@ func TestInstallLayout(t *testing.T) {
 	for _, name := range []string{"ecs-bridge", "ecs-ipam", "aws-appmesh", "ecs-serviceconnect", "ecs-newplugin"} {
 		if target, err := os.Readlink(filepath.Join(e.dir, name)); err != nil || target != filepath.Join(e.up, name) {
 			t.Errorf("%s: symlink %q %v, want -> %s", name, target, err, filepath.Join(e.up, name))
+		}
+	}
+	for _, name := range []string{"vpc-eni.calls", "subdir"} {
+		if _, err := os.Lstat(filepath.Join(e.dir, name)); err == nil {
+			t.Errorf("upstream's %s (not an executable) was linked as a plugin", name)
+		}
+	}
+	if os.Geteuid() == 0 { // the front's own check accepts what install wrote
+		for _, name := range append(ecsfront.FrontedPlugins, ecsfront.SettingsFile) {
+			if err := ecsfront.CheckTrusted(filepath.Join(e.dir, name)); err != nil {
+				t.Errorf("ecsfront.CheckTrusted: %v", err)
+			}
 		}
 	}
 	sp := filepath.Join(e.dir, ecsfront.SettingsFile)

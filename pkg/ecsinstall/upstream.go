@@ -137,8 +137,9 @@ func onlyPackageCopy(dir string) bool {
 	return true
 }
 
-// Plugins lists the plugin names in the view: every non-hidden entry
-// that is not a directory.
+// Plugins lists the plugin names in the view: every non-hidden
+// executable file, and every symlink (resolved by the agent in its own
+// container, not here).
 func (v View) Plugins() ([]string, error) {
 	ents, err := os.ReadDir(v.Path)
 	if err != nil {
@@ -146,10 +147,13 @@ func (v View) Plugins() ([]string, error) {
 	}
 	var names []string
 	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), ".") || e.IsDir() {
+		fi, err := e.Info()
+		if err != nil || strings.HasPrefix(e.Name(), ".") {
 			continue
 		}
-		names = append(names, e.Name())
+		if fi.Mode()&os.ModeSymlink != 0 || (fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0) {
+			names = append(names, e.Name())
+		}
 	}
 	return names, nil
 }

@@ -1,0 +1,186 @@
+package integration
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	h "github.com/ec2-policy-routes/ec2-policy-routes/integration/harness"
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/ecsfront"
+)
+
+// ecsCmd runs `ec2-policy-routes ecs ARGS...` as an operator would.
+func ecsCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, h.Binary(t), append([]string{"ecs"}, args...)...)
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode(), out.String(), errb.String()
+	} else if err != nil {
+		t.Fatalf("ecs %v: %v", args, err)
+	}
+	return 0, out.String(), errb.String()
+}
+
+// upstreamDir is the agent image's plugin directory: the fake as every
+// known plugin plus one the install has never heard of.
+func upstreamDir(t *testing.T, dir string) {
+	t.Helper()
+	fake := fakeVPCENI(t)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range append(append([]string{}, ecsfront.KnownPlugins...), "ecs-imageonly") {
+		copyFile(t, fake, filepath.Join(dir, name), 0o755)
+	}
+}
+
+// TestECSInstallEndToEnd: `ecs install --write` lays out a directory the
+// agent's libcni drives as-is (ADD puts the ENI in the task with our
+// rules, DEL gives it back as ecs…), a re-run changes nothing, `ecs
+// uninstall --write` removes it and the ecs.config line.
+func TestECSInstallEndToEnd(t *testing.T) {
+	h.RequireRoot(t)
+	base := t.TempDir()
+	up, dir := filepath.Join(base, "amazon-ecs-cni-plugins"), filepath.Join(base, "var/lib/ecs/ec2pr/cni-plugins")
+	upstreamDir(t, up)
+	logFile, cfg, ecsConfig := filepath.Join(base, "front.log"), filepath.Join(base, "front.json"), filepath.Join(base, "ecs.config")
+	os.WriteFile(cfg, []byte(`{"logFile":"`+logFile+`","linkTimeout":"5s","imds":{"enabled":false}}`), 0o644)
+	os.WriteFile(ecsConfig, []byte("ECS_CLUSTER=test\nECS_ENABLE_TASK_ENI=true\n"), 0o600)
+	args := []string{"install", "--dir", dir, "--upstream", up, "--config", cfg, "--write", "--ecs-config", ecsConfig}
+	code, out, errs := ecsCmd(t, args...)
+	if code != 0 || !strings.Contains(out, "\nECS_CNI_PLUGINS_PATH="+dir+"\n") || !strings.Contains(out, "systemctl restart ecs") {
+		t.Fatalf("install: exit %d\n%s%s", code, out, errs)
+	}
+	if target, _ := os.Readlink(filepath.Join(dir, "ecs-imageonly")); target != filepath.Join(up, "ecs-imageonly") {
+		t.Errorf("plugin only in upstream not linked: %q", target)
+	}
+	if code, out, _ := ecsCmd(t, args...); code != 0 || !strings.Contains(out, "nothing changed") {
+		t.Errorf("second install: exit %d\n%s", code, out)
+	}
+	if b, _ := os.ReadFile(ecsConfig); string(b) != "ECS_CLUSTER=test\nECS_ENABLE_TASK_ENI=true\nECS_CNI_PLUGINS_PATH="+dir+"\n" {
+		t.Errorf("ecs.config: %q", b)
+	}
+
+	// The agent's startup probes, then one task ENI's ADD and DEL.
+	for _, name := range []string{"vpc-eni", "vpc-branch-eni", "ecs-bridge", "ecs-ipam", "aws-appmesh"} {
+		if b, err := exec.Command(filepath.Join(dir, name), "--capabilities").Output(); err != nil || !strings.Contains(string(b), "awsvpc-network-mode") {
+			t.Errorf("%s --capabilities: %q %v", name, b, err)
+		}
+	}
+	a := newAgent(t, &frontLayout{Dir: dir, Up: up, LogFile: logFile})
+	task, eni := newTaskNS(t), newTaskENI(t, "10.0.5.20/24", "10.0.5.1")
+	conf := eni.eniConf(false)
+	if err := a.add(t, conf, task, "task-1"); err != nil {
+		t.Fatalf("ADD through the installed front: %v", err)
+	}
+	rules, _ := h.Ours(t, task.Handle(t))
+	if len(rules) != 1 || rules[0].Src.String() != "10.0.5.20/32" {
+		t.Errorf("rules of ours after ADD: %v", h.RuleStrings(rules))
+	}
+	if err := a.del(t, conf, task, "task-1"); err != nil {
+		t.Fatalf("DEL: %v", err)
+	}
+	if _, err := netlink.LinkByName(eni.hostName()); err != nil {
+		t.Errorf("ENI not back in the host as %s: %v", eni.hostName(), err)
+	}
+
+	code, out, errs = ecsCmd(t, "uninstall", "--dir", dir, "--write", "--ecs-config", ecsConfig)
+	if code != 0 || !strings.Contains(out, "removed "+dir) {
+		t.Errorf("uninstall: exit %d\n%s%s", code, out, errs)
+	}
+	if _, err := os.Lstat(dir); !os.IsNotExist(err) {
+		t.Errorf("%s left: %v", dir, err)
+	}
+	if b, _ := os.ReadFile(ecsConfig); string(b) != "ECS_CLUSTER=test\nECS_ENABLE_TASK_ENI=true\n" {
+		t.Errorf("ecs.config after uninstall: %q", b)
+	}
+}
+
+// TestECSInstallRefusesCLI: the binary's exit status and message.
+func TestECSInstallRefusesCLI(t *testing.T) {
+	h.RequireRoot(t)
+	base := t.TempDir()
+	empty := filepath.Join(base, "empty")
+	os.Mkdir(empty, 0o755)
+	code, out, errs := ecsCmd(t, "install", "--dir", filepath.Join(base, "d"), "--upstream", empty, "--ecs-config", filepath.Join(base, "c"))
+	if code != 1 || !strings.Contains(errs, "not a directory of ECS CNI plugins: "+empty+"/vpc-eni") {
+		t.Errorf("exit %d\n%s%s", code, out, errs)
+	}
+	if _, err := os.Lstat(filepath.Join(base, "d")); err == nil {
+		t.Error("a refused install created its directory")
+	}
+	os.WriteFile(filepath.Join(base, "d"), nil, 0o644)
+	if code, _, errs := ecsCmd(t, "uninstall", "--dir", filepath.Join(base, "d")); code != 1 || !strings.Contains(errs, "not an ec2-policy-routes ECS front") {
+		t.Errorf("uninstall of a non-install: exit %d %s", code, errs)
+	}
+	if code, _, _ := ecsCmd(t, "install", "--bogus"); code != 2 {
+		t.Errorf("usage error: exit %d", code)
+	}
+}
+
+// TestECSInstallThroughAgentContainer: with UP only inside a running
+// agent's filesystem (a chrooted /agent process), install lists and
+// verifies it through /proc/<pid>/root and says so.
+func TestECSInstallThroughAgentContainer(t *testing.T) {
+	h.RequireRoot(t)
+	base := t.TempDir()
+	root := filepath.Join(base, "agent-root")
+	up := "/amazon-ecs-cni-plugins-" + h.RandName("t") // absent on the host
+	upstreamDir(t, filepath.Join(root, up))
+	pid := startFakeAgent(t, root)
+	dir := filepath.Join(base, "cni-plugins")
+	code, out, errs := ecsCmd(t, "install", "--dir", dir, "--upstream", up, "--ecs-config", filepath.Join(base, "ecs.config"))
+	want := fmt.Sprintf("seen through the running ECS agent's container (pid %d) at /proc/%d/root%s", pid, pid, up)
+	if code != 0 || !strings.Contains(out, want) {
+		t.Fatalf("exit %d, want %q in\n%s%s", code, want, out, errs)
+	}
+	if target, _ := os.Readlink(filepath.Join(dir, "ecs-imageonly")); target != up+"/ecs-imageonly" {
+		t.Errorf("plugin seen in the agent's image not linked: %q", target)
+	}
+}
+
+// startFakeAgent runs integration/cmd/fake-agent as /agent chrooted in
+// root and waits for its "ready" line.
+func startFakeAgent(t *testing.T, root string) int {
+	t.Helper()
+	bin := filepath.Join(root, "agent")
+	build := exec.Command("go", "build", "-o", bin, "./integration/cmd/fake-agent")
+	build.Dir, build.Env = h.RepoRoot(), append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build fake-agent: %v\n%s", err, b)
+	}
+	cmd := exec.Command("/agent")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root}
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start fake agent: %v", err)
+	}
+	t.Cleanup(func() { stdin.Close(); _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	ready := make(chan string, 1)
+	go func() { line, _ := bufio.NewReader(stdout).ReadString('\n'); ready <- line }()
+	select {
+	case line := <-ready:
+		if line != "ready\n" {
+			t.Fatalf("fake agent: %q", line)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("fake agent did not start within 10s")
+	}
+	return cmd.Process.Pid
+}
