@@ -119,6 +119,9 @@ func Install(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("cannot read this binary %s: %w", o.Self, err)
 	}
+	if uid := os.Geteuid(); uid != 0 {
+		o.say("ecs install: warning: not root: files will be owned by uid %d, and the front refuses files not owned by root", uid)
+	}
 	view := LocateUpstream(s.Upstream, o.Proc, "/")
 	names, err := o.verifyUpstream(ctx, s.Upstream, view)
 	if err != nil {

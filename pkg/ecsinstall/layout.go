@@ -137,7 +137,7 @@ func atomicWrite(path string, data []byte, mode os.FileMode, uid, gid int) error
 // atomicSymlink points path at target through a rename, replacing
 // whatever was there.
 func atomicSymlink(target, path string) error {
-	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp-link")
+	tmp := filepath.Join(filepath.Dir(path), fmt.Sprintf(".%s.tmp-link-%d", filepath.Base(path), os.Getpid()))
 	_ = os.Remove(tmp)
 	if err := os.Symlink(target, tmp); err != nil {
 		return err
