@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	h "github.com/ec2-policy-routes/ec2-policy-routes/integration/harness"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/ecsfront"
@@ -183,4 +184,28 @@ func startFakeAgent(t *testing.T, root string) int {
 		t.Fatal("fake agent did not start within 10s")
 	}
 	return cmd.Process.Pid
+}
+
+// TestECSInstallReadOnlyDir: a directory install cannot write (read-only
+// filesystem, which root cannot override) is refused with its path.
+func TestECSInstallReadOnlyDir(t *testing.T) {
+	h.RequireRoot(t)
+	base := t.TempDir()
+	up, ro := filepath.Join(base, "up"), filepath.Join(base, "ro")
+	upstreamDir(t, up)
+	os.Mkdir(ro, 0o755)
+	if err := unix.Mount("tmpfs", ro, "tmpfs", unix.MS_RDONLY, "mode=0755"); err != nil {
+		t.Skipf("cannot mount a read-only tmpfs here: %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(ro, unix.MNT_DETACH) })
+	dir := filepath.Join(ro, "cni-plugins")
+	code, out, errs := ecsCmd(t, "install", "--dir", dir, "--upstream", up, "--ecs-config", filepath.Join(base, "ecs.config"))
+	if code != 1 || !strings.Contains(errs, "cannot create "+dir) || !strings.Contains(errs, "read-only file system") {
+		t.Errorf("exit %d\n%s%s", code, out, errs)
+	}
+	// ecs.config on a read-only filesystem: install done, --write refused.
+	code, out, errs = ecsCmd(t, "install", "--dir", filepath.Join(base, "d"), "--upstream", up, "--write", "--ecs-config", filepath.Join(ro, "ecs.config"))
+	if code != 1 || !strings.Contains(errs, "cannot write "+filepath.Join(ro, "ecs.config")) {
+		t.Errorf("--write on a read-only ecs.config: exit %d\n%s%s", code, out, errs)
+	}
 }

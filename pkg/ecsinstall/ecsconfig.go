@@ -137,7 +137,7 @@ func configChange(path string, edit func([]byte) []byte) (bool, error) {
 		return false, nil
 	}
 	if err := rewriteConfig(path, data); err != nil {
-		return false, fmt.Errorf("%s: %w", path, err)
+		return false, err
 	}
 	return true, nil
 }
