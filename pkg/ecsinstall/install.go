@@ -74,17 +74,26 @@ func (o *Options) say(format string, a ...any) { fmt.Fprintf(o.Out, format+"\n",
 // the plugin fields with the plugin's own parser: the front must never
 // meet a settings file it would reject.
 func (o *Options) settings() (*ecsfront.Settings, error) {
-	data := []byte("{}")
-	if o.ConfigFile != "" {
+	data, from := []byte("{}"), "defaults"
+	switch existing := filepath.Join(o.Dir, ecsfront.SettingsFile); {
+	case o.ConfigFile != "":
 		b, err := os.ReadFile(o.ConfigFile)
 		if err != nil {
 			return nil, fmt.Errorf("--config: %w", err)
 		}
-		data = b
+		data, from = b, "--config "+o.ConfigFile
+	case IsInstall(o.Dir):
+		// A re-run (after an agent upgrade) keeps what the operator chose.
+		b, err := os.ReadFile(existing)
+		if err != nil {
+			return nil, err
+		}
+		data, from = b, "the existing "+existing+" (no --config)"
 	}
+	o.say("ecs install: front settings from %s", from)
 	s, err := ecsfront.ParseSettings(data)
 	if err != nil {
-		return nil, fmt.Errorf("--config %s: %w", o.ConfigFile, err)
+		return nil, fmt.Errorf("settings from %s: %w", from, err)
 	}
 	if o.Upstream != "" {
 		if !filepath.IsAbs(o.Upstream) {
@@ -101,7 +110,7 @@ func (o *Options) settings() (*ecsfront.Settings, error) {
 	conf["cniVersion"], conf["name"], conf["type"] = "0.3.0", "ecs-front-settings", "vpc-eni"
 	b, _ = json.Marshal(conf)
 	if _, err := config.Parse(b); err != nil {
-		return nil, fmt.Errorf("front settings %s: %v", o.ConfigFile, err)
+		return nil, fmt.Errorf("front settings from %s: %v", from, err)
 	}
 	return s, nil
 }

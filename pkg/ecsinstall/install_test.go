@@ -220,6 +220,12 @@ func TestInstallSettingsFromConfigFile(t *testing.T) {
 	if err != nil || s.Upstream != e.up || s.LinkTimeout != "5s" || s.LogLevel != "debug" || s.IMDS == nil {
 		t.Errorf("settings: %+v %v", s, err)
 	}
+	// A re-run without --config keeps them.
+	o.ConfigFile = ""
+	if out := e.mustInstall(o); !strings.Contains(out, "nothing changed") || !strings.Contains(out, "settings from the existing") {
+		t.Errorf("re-run without --config:\n%s", out)
+	}
+	o.ConfigFile = cfg
 	o.Upstream = ""
 	e.writeFile(cfg, `{"upstream":"`+e.up+`","logFile":"/log/x.log"}`, 0o644)
 	e.mustInstall(o)
