@@ -199,6 +199,9 @@ func (e *ecsCheck) resolve(name string) (string, bool) {
 		if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
 			return fmt.Sprintf("front is not an executable file (%v)", fi.Mode()), false
 		}
+		if err := ecsinstall.CheckTrusted(p); err != nil {
+			return "front is UNTRUSTED (anyone who can write it runs code as root): " + err.Error(), false
+		}
 		return "front (this plugin)", true
 	}
 	target, err := os.Readlink(p)

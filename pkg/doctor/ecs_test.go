@@ -90,6 +90,8 @@ func TestECSFrontProblems(t *testing.T) {
 		{"dangling link", nil, func(f *fixture, dir string) {
 			os.Remove(filepath.Join(f.root, "/proc/4242/root", ecsfront.DefaultUpstreamDir, "aws-appmesh"))
 		}, CheckECSPlugins, StatusProblem, "aws-appmesh"},
+		{"front writable by others", nil, func(f *fixture, dir string) { os.Chmod(filepath.Join(dir, "vpc-eni"), 0o777) },
+			CheckECSPlugins, StatusProblem, "front is UNTRUSTED"},
 		{"stale binary", nil, func(f *fixture, dir string) { f.write(PackageBinary, "package binary v3\n") },
 			CheckECSBinary, StatusProblem, "2 fronts differ from /opt/cni/bin/ec2-policy-routes"},
 		{"upstream broken", nil, func(f *fixture, dir string) {
