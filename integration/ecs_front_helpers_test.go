@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -162,7 +163,16 @@ func (l *frontLayout) logLines(t *testing.T) []map[string]any {
 // a process inside it, /proc/<pid>/ns/net (the agent's /host/proc/...).
 type taskNS struct {
 	*h.Netns
-	Proc string
+	Proc  string
+	sleep *exec.Cmd
+}
+
+// destroy ends the task: its process and the namespace go away, so the
+// /proc path the agent holds names nothing.
+func (n *taskNS) destroy() {
+	_ = n.sleep.Process.Kill()
+	_ = n.sleep.Wait()
+	n.Delete()
 }
 
 func newTaskNS(t *testing.T) *taskNS {
@@ -178,8 +188,13 @@ func newTaskNS(t *testing.T) *taskNS {
 	if err := target.Do(func(ns.NetNS) error { return cmd.Start() }); err != nil {
 		t.Fatalf("start sleep in %s: %v", n.Name, err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	return &taskNS{Netns: n, Proc: fmt.Sprintf("/proc/%d/ns/net", cmd.Process.Pid)}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	return &taskNS{Netns: n, Proc: fmt.Sprintf("/proc/%d/ns/net", cmd.Process.Pid), sleep: cmd}
 }
 
 // taskENI is a veth "ENI" in the host namespace with a MAC whose first
@@ -264,6 +279,17 @@ func (a *agent) del(t *testing.T, conf []byte, task *taskNS, id string) error {
 	return a.cni.DelNetwork(ctx, nc, a.rt(task, id))
 }
 
+func (a *agent) check(t *testing.T, conf []byte, task *taskNS, id string) error {
+	t.Helper()
+	nc, err := libcni.ConfFromBytes(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return a.cni.CheckNetwork(ctx, nc, a.rt(task, id))
+}
+
 // probe runs dir/name with args as the agent's startup check does.
 func probe(t *testing.T, dir, name string, args ...string) (stdout []byte, exit int) {
 	t.Helper()
@@ -305,3 +331,75 @@ func assertNoLinkWithMAC(t *testing.T, nl *netlink.Handle, mac net.HardwareAddr)
 		}
 	}
 }
+
+// running lists the processes executing the file at path.
+func running(path string) []int {
+	var out []int
+	procs, _ := filepath.Glob("/proc/[0-9]*/exe")
+	for _, p := range procs {
+		if exe, err := os.Readlink(p); err == nil && exe == path {
+			var pid int
+			if _, err := fmt.Sscanf(p, "/proc/%d/exe", &pid); err == nil {
+				out = append(out, pid)
+			}
+		}
+	}
+	return out
+}
+
+// startFront starts dir/name as the agent's libcni would (env, stdin),
+// optionally under a wrapper (strace), and returns the running command.
+func startFront(t *testing.T, l *frontLayout, name string, env h.Env, stdin []byte, wrapper ...string) (*exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	argv := append(slices.Clone(wrapper), filepath.Join(l.Dir, name))
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = []string{
+		"CNI_COMMAND=" + env.Command, "CNI_CONTAINERID=" + env.ContainerID, "CNI_NETNS=" + env.Netns,
+		"CNI_IFNAME=" + env.IfName, "CNI_PATH=" + l.Dir, "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+	}
+	cmd.Stdin = bytes.NewReader(stdin)
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	return cmd, &out
+}
+
+// hasAddr reports whether ifname in the namespace carries addr.
+func hasAddr(nl *netlink.Handle, ifname, addr string) bool {
+	l, err := nl.LinkByName(ifname)
+	if err != nil {
+		return false
+	}
+	addrs, err := nl.AddrList(l, netlink.FAMILY_ALL)
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		if a.IPNet.String() == addr {
+			return true
+		}
+	}
+	return false
+}
+
+// execProbe starts a probe of the front under a wrapper.
+func execProbe(t *testing.T, front string, wrapper, args []string) *exec.Cmd {
+	t.Helper()
+	argv := append(append(slices.Clone(wrapper), front), args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

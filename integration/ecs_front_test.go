@@ -7,9 +7,12 @@ package integration
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -144,8 +147,6 @@ func cniErr(t *testing.T, err error) *types.Error {
 	}
 	return te
 }
-
-var _ = os.Getpid
 
 // TestECSFrontMisbehavingUpstream: each way vpc-eni can misbehave ends in
 // a clear CNI error, nothing of ours, and the ENI back in the host (the
@@ -287,4 +288,108 @@ func TestECSFrontIMDS(t *testing.T) {
 			t.Fatalf("upstream vpc-branch-eni calls %v", got)
 		}
 	})
+}
+
+// TestECSFrontRefusesUntrusted: a settings file, upstream binary or upstream
+// directory that is not root-owned or is writable by group or others (as
+// sshd's StrictModes), a missing upstream, and an upstream that is itself
+// a front: the probe fails with a message naming the path, ADD returns a
+// CNI error, and the upstream is never executed. (The layout lives under
+// /tmp: a sticky world-writable directory above root-owned entries is fine.)
+func TestECSFrontRefusesUntrusted(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		spoil func(t *testing.T, l *frontLayout)
+		msg   string
+	}{
+		{"settings group-writable", func(t *testing.T, l *frontLayout) { chmod(t, l.Dir+"/"+ecsfront.SettingsFile, 0o664) }, "writable by group or others"},
+		{"settings not root's", func(t *testing.T, l *frontLayout) { chown(t, l.Dir+"/"+ecsfront.SettingsFile, 1000) }, "owned by uid 1000"},
+		{"upstream group-writable", func(t *testing.T, l *frontLayout) { chmod(t, l.Up+"/vpc-eni", 0o775) }, "writable by group or others"},
+		{"upstream not root's", func(t *testing.T, l *frontLayout) { chown(t, l.Up+"/vpc-eni", 1000) }, "owned by uid 1000"},
+		{"upstream dir world-writable", func(t *testing.T, l *frontLayout) { chmod(t, l.Up, 0o777) }, "writable by group or others"},
+		{"upstream missing", func(t *testing.T, l *frontLayout) { rm(t, l.Up+"/vpc-eni") }, "does not exist"},
+		{"upstream is a front", func(t *testing.T, l *frontLayout) { l.Settings["upstream"] = l.Dir; l.writeSettings(t) }, "started by an ec2-policy-routes front"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newFrontLayout(t, nil)
+			tc.spoil(t, l)
+			cmd := exec.Command(filepath.Join(l.Dir, "vpc-eni"), "--capabilities")
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			out, err := cmd.Output()
+			if err == nil || len(out) != 0 || !strings.Contains(stderr.String(), tc.msg) {
+				t.Fatalf("probe: err %v, stdout %q, stderr %q; want a failure saying %q", err, out, stderr.String(), tc.msg)
+			}
+			task := newTaskNS(t)
+			env := h.Env{Command: "ADD", ContainerID: "task-refused", Netns: task.Proc, IfName: "eth0", Path: l.Dir}
+			r := h.Run(context.Background(), t, filepath.Join(l.Dir, "vpc-eni"), env, newTaskENIConfOnly())
+			r.MustFailWith(t, "ADD", types.ErrInvalidNetworkConfig)
+			if !strings.Contains(r.Err.Msg, tc.msg) {
+				t.Fatalf("ADD error %q, want it to say %q", r.Err.Msg, tc.msg)
+			}
+			if calls := l.calls("vpc-eni"); len(calls) != 0 && tc.name != "upstream is a front" {
+				t.Fatalf("upstream executed: %v", calls)
+			}
+		})
+	}
+}
+
+// newTaskENIConfOnly is a valid vpc-eni config for an ENI that does not
+// exist (nothing may run far enough to look for it).
+func newTaskENIConfOnly() []byte {
+	return []byte(`{"cniVersion":"0.3.0","name":"network-name","type":"vpc-eni","eniMACAddress":"0a:ee:00:00:00:01","eniIPAddresses":["10.0.11.20/24"],"gatewayIPAddresses":["10.0.11.1"],"blockInstanceMetadata":true}`)
+}
+
+func chmod(t *testing.T, p string, m os.FileMode) {
+	t.Helper()
+	if err := os.Chmod(p, m); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func chown(t *testing.T, p string, uid int) {
+	t.Helper()
+	if err := os.Lchown(p, uid, 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func rm(t *testing.T, p string) {
+	t.Helper()
+	if err := os.Remove(p); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestECSFrontCheck: with a config version that has CHECK (0.4.0; the
+// agent's 0.3.0 has none), CHECK runs the upstream's, then ours, which
+// fails once a rule of ours is gone.
+func TestECSFrontCheck(t *testing.T) {
+	l := newFrontLayout(t, nil)
+	task, eni := newTaskNS(t), newTaskENI(t, "10.0.17.20/24", "10.0.17.1")
+	conf := bytes.Replace(eni.eniConf(false), []byte(`"0.3.0"`), []byte(`"0.4.0"`), 1)
+	a := newAgent(t, l)
+	if err := a.add(t, conf, task, "task-check"); err != nil {
+		t.Fatalf("ADD: %v", err)
+	}
+	if err := a.check(t, conf, task, "task-check"); err != nil {
+		t.Fatalf("CHECK after ADD: %v", err)
+	}
+	nl := task.Handle(t)
+	rules, _ := h.Ours(t, nl)
+	if err := nl.RuleDel(&rules[0]); err != nil {
+		t.Fatal(err)
+	}
+	err := a.check(t, conf, task, "task-check")
+	if err == nil || !strings.Contains(err.Error(), "CHECK failed: missing") {
+		t.Fatalf("CHECK with a rule gone: %v", err)
+	}
+	if got := l.calls("vpc-eni"); !slices.Equal(got, []string{"ADD", "CHECK", "CHECK"}) {
+		t.Fatalf("upstream calls %v", got)
+	}
+	if err := a.del(t, conf, task, "task-check"); err != nil {
+		t.Fatalf("DEL: %v", err)
+	}
+	assertNothingOurs(t, nl)
+	assertENIInHost(t, eni)
 }

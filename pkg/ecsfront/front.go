@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/plugin"
 )
 
 // frontMarkerVar is set in the upstream's environment: a front that finds it
@@ -40,7 +42,7 @@ type front struct {
 // Main runs the front for the fronted plugin name the binary was invoked
 // as and returns the process exit status. It logs one line per call.
 func Main(name string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	ctx, stop := signalContext()
 	defer stop()
 	fr := &front{name: name, ctx: ctx, start: time.Now(), stdout: stdout, stderr: stderr}
 	fr.rec = &callRecord{name: name, start: fr.start}
@@ -53,6 +55,21 @@ func Main(name string, args []string, stdin io.Reader, stdout, stderr io.Writer)
 	fr.rec.exit = code
 	fr.rec.write(log)
 	return code
+}
+
+// signalContext is cancelled on SIGTERM/SIGINT with the plugin's signal
+// cause, so that every wait (upstream ADD, link wait, IMDS) ends and says
+// so; the cleanup that follows a failed ADD runs on its own budget.
+func signalContext() (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		if _, ok := <-sigs; ok {
+			cancel(plugin.ErrSignal())
+		}
+	}()
+	return ctx, func() { signal.Stop(sigs); close(sigs); cancel(nil) }
 }
 
 // loadOwnSettings reads the settings file beside the front's executable.

@@ -2,6 +2,7 @@ package ecsfront
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -43,18 +44,21 @@ func (fr *front) add(stdin []byte) int {
 	ctx, cancel := context.WithTimeout(fr.ctx, upTimeout)
 	r := fr.run(ctx, path, "ADD", nil, stdin)
 	cancel()
+	_, _ = fr.stderr.Write(r.Stderr)
 	if !r.ok() {
 		// The real vpc-eni fails before moving the ENI, but a killed or
 		// broken one may have moved it: DEL is idempotent, run it anyway.
 		fr.upstreamDel(path, stdin)
 		if r.Err == nil {
-			_, _ = fr.stderr.Write(r.Stderr)
 			_, _ = fr.stdout.Write(r.Stdout)
 			return r.Exit
 		}
+		why := fmt.Sprintf("did not finish within upstreamTimeout %s", upTimeout)
+		if errors.Is(r.Err, plugin.ErrSignal()) {
+			why = "was interrupted by a signal to the front"
+		}
 		return fr.fail(types.NewError(types.ErrTryAgainLater, fmt.Sprintf(
-			"%s ADD did not finish within upstreamTimeout %s (%v) and was killed; its DEL returned the ENI to the host",
-			fr.name, upTimeout, r.Err), ""))
+			"%s ADD %s and was killed; its DEL returned the ENI to the host", fr.name, why), ""))
 	}
 	if err := fr.oursAdd(facts); err != nil {
 		fr.undoOurs(facts)

@@ -28,10 +28,14 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
@@ -186,7 +190,8 @@ func (f *fake) add(args *skel.CmdArgs) error {
 	}
 	configureInside(target, e, args.IfName, f.mode != "down") // errors ignored, as vpc-eni
 	if f.mode == "hang" {
-		select {}
+		signal.Ignore(syscall.SIGTERM, syscall.SIGINT) // only SIGKILL ends it
+		time.Sleep(math.MaxInt64)                      // a timer: no deadlock panic
 	}
 	return printResult(args, e)
 }
