@@ -3,6 +3,7 @@ package integration
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	h "github.com/ec2-policy-routes/ec2-policy-routes/integration/harness"
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/doctor"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/ecsfront"
 )
 
@@ -156,8 +158,8 @@ func TestECSInstallThroughAgentContainer(t *testing.T) {
 }
 
 // startFakeAgent runs integration/cmd/fake-agent as /agent chrooted in
-// root and waits for its "ready" line.
-func startFakeAgent(t *testing.T, root string) int {
+// root with env and waits for its "ready" line.
+func startFakeAgent(t *testing.T, root string, env ...string) int {
 	t.Helper()
 	bin := filepath.Join(root, "agent")
 	build := exec.Command("go", "build", "-o", bin, "./integration/cmd/fake-agent")
@@ -167,6 +169,7 @@ func startFakeAgent(t *testing.T, root string) int {
 	}
 	cmd := exec.Command("/agent")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root}
+	cmd.Env = env // what ecs-init passes from ecs.config
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
@@ -207,5 +210,50 @@ func TestECSInstallReadOnlyDir(t *testing.T) {
 	code, out, errs = ecsCmd(t, "install", "--dir", filepath.Join(base, "d"), "--upstream", up, "--write", "--ecs-config", filepath.Join(ro, "ecs.config"))
 	if code != 1 || !strings.Contains(errs, "cannot write "+filepath.Join(ro, "ecs.config")) {
 		t.Errorf("--write on a read-only ecs.config: exit %d\n%s%s", code, out, errs)
+	}
+}
+
+// TestDoctorECSFrontThroughAgent: the doctor binary, on a host tree whose
+// /proc/<pid> is the real chrooted /agent process, finds the front
+// ecs.config names, runs the upstream vpc-eni --capabilities through the
+// agent's /proc/<pid>/root, and flags a plugin only the image has once its
+// link is gone.
+func TestDoctorECSFrontThroughAgent(t *testing.T) {
+	h.RequireRoot(t)
+	base := t.TempDir()
+	agentRoot, hostRoot := filepath.Join(base, "agent-root"), filepath.Join(base, "host")
+	up := "/amazon-ecs-cni-plugins-" + h.RandName("d")
+	upstreamDir(t, filepath.Join(agentRoot, up))
+	pid := startFakeAgent(t, agentRoot, ecsfront.PluginsPathVar+"="+ecsfront.DefaultInstallDir)
+	r := &docRoot{t: t, root: hostRoot}
+	r.link(fmt.Sprintf("/proc/%d", pid), fmt.Sprintf("/proc/%d", pid))
+	r.write("/etc/ecs/ecs.config", "ECS_CLUSTER=x\n"+ecsfront.PluginsPathVar+"="+ecsfront.DefaultInstallDir+"\n")
+	r.write("/opt/cni/bin/.keep", "")
+	copyFile(t, h.Binary(t), filepath.Join(hostRoot, "/opt/cni/bin/ec2-policy-routes"), 0o755)
+	dir := filepath.Join(hostRoot, ecsfront.DefaultInstallDir)
+	if code, out, errs := ecsCmd(t, "install", "--dir", dir, "--upstream", up, "--ecs-config", filepath.Join(base, "unused")); code != 0 {
+		t.Fatalf("install: %d\n%s%s", code, out, errs)
+	}
+	doctorJSON := func() *doctor.Report {
+		t.Helper()
+		out, err := exec.Command(h.Binary(t), "doctor", "--json", "--root", hostRoot, "--systemctl", "none", "--skip-netns").Output()
+		var rep doctor.Report
+		if jerr := json.Unmarshal(out, &rep); jerr != nil {
+			t.Fatalf("doctor: %v %v\n%s", err, jerr, out)
+		}
+		return &rep
+	}
+	rep := doctorJSON()
+	for _, id := range []string{doctor.CheckECSFront, doctor.CheckECSPlugins, doctor.CheckECSUpstream, doctor.CheckECSBinary} {
+		if c := docCheck(t, rep, id); c.Status != doctor.StatusOK {
+			t.Errorf("%s: %s %s %v", id, c.Status, c.Summary, c.Details)
+		}
+	}
+	if rep.ECS == nil || rep.ECS.AgentPID != pid || rep.ECS.UpstreamSeenAt != filepath.Join(hostRoot, fmt.Sprintf("/proc/%d/root", pid), up) {
+		t.Errorf("ecs front: %+v", rep.ECS)
+	}
+	os.Remove(filepath.Join(dir, "ecs-imageonly"))
+	if c := docCheck(t, doctorJSON(), doctor.CheckECSPlugins); c.Status != doctor.StatusProblem || !strings.Contains(c.Summary, "ecs-imageonly") {
+		t.Errorf("plugin missing after an agent upgrade: %s %s", c.Status, c.Summary)
 	}
 }
