@@ -234,6 +234,13 @@ func TestDoctorECSFrontThroughAgent(t *testing.T) {
 	if code, out, errs := ecsCmd(t, "install", "--dir", dir, "--upstream", up, "--ecs-config", filepath.Join(base, "unused")); code != 0 {
 		t.Fatalf("install: %d\n%s%s", code, out, errs)
 	}
+	// ecs-init bind-mounts the host's /var/lib/ecs into the agent's container.
+	agentLib := filepath.Join(agentRoot, "var/lib/ecs")
+	os.MkdirAll(agentLib, 0o755)
+	if err := unix.Mount(filepath.Join(hostRoot, "var/lib/ecs"), agentLib, "", unix.MS_BIND, ""); err != nil {
+		t.Fatalf("bind mount: %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(agentLib, unix.MNT_DETACH) })
 	doctorJSON := func() *doctor.Report {
 		t.Helper()
 		out, err := exec.Command(h.Binary(t), "doctor", "--json", "--root", hostRoot, "--systemctl", "none", "--skip-netns").Output()

@@ -116,6 +116,12 @@ func (e *ecsCheck) judgeInstall(c *Check) bool {
 	e.settings, e.front.Upstream = s, s.Upstream
 	c.Status, c.Summary = StatusOK, fmt.Sprintf("%s=%s: an ec2-policy-routes front for upstream %s", ecsfront.PluginsPathVar, v, s.Upstream)
 	for _, a := range ecsinstall.FindAgents(e.path("/proc")) {
+		if !ecsinstall.IsInstall(filepath.Join(a.Root, v)) {
+			c.Status = StatusProblem
+			c.Summary = fmt.Sprintf("the running agent's container (pid %d) does not see %s: the agent cannot run its plugins", a.PID, v)
+			c.Hint = "install below " + strings.Join(ecsinstall.AgentMounts, ", ") + " (ecs-init mounts them at the same path): ec2-policy-routes ecs install --write"
+			return true
+		}
 		if got, _ := ecsinstall.AgentEnv(a, ecsfront.PluginsPathVar); filepath.Clean(got) != filepath.Clean(v) {
 			c.Status = StatusWarn
 			c.Summary += fmt.Sprintf("; but the running agent (pid %d) has %s=%q: it was not restarted since", a.PID, ecsfront.PluginsPathVar, got)

@@ -38,6 +38,8 @@ func (f *fixture) ecsInstall() string {
 		f.t.Fatal(err)
 	}
 	f.write(ecsfront.ECSConfig, "ECS_CLUSTER=prod\n"+ecsfront.PluginsPathVar+"="+ecsfront.DefaultInstallDir+"\n")
+	// ecs-init's bind mount of /var/lib/ecs into the agent's container.
+	f.symlink(filepath.Join(f.root, "/var/lib/ecs"), "/proc/4242/root/var/lib/ecs")
 	return dir
 }
 
@@ -97,6 +99,8 @@ func TestECSFrontProblems(t *testing.T) {
 		{"upstream broken", nil, func(f *fixture, dir string) {
 			f.write("/proc/4242/root"+ecsfront.DefaultUpstreamDir+"/vpc-eni", "#!/bin/sh\nexit 2\n")
 		}, CheckECSUpstream, StatusProblem, "is broken"},
+		{"agent does not see DIR", nil, func(f *fixture, dir string) { os.Remove(filepath.Join(f.root, "/proc/4242/root/var/lib/ecs")) },
+			CheckECSFront, StatusProblem, "(pid 4242) does not see " + ecsfront.DefaultInstallDir},
 		{"agent not restarted", nil, func(f *fixture, dir string) { f.write("/proc/4242/environ", "HOME=/\x00") },
 			CheckECSFront, StatusWarn, "it was not restarted since"},
 		{"install removed, line kept", nil, func(f *fixture, dir string) { os.RemoveAll(dir) },

@@ -147,6 +147,7 @@ func Install(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("cannot write %s: %w", o.Dir, err)
 	}
+	o.checkAgentSees()
 	if changes += len(created); changes == 0 {
 		o.say("ecs install: %s is already installed and up to date: nothing changed", o.Dir)
 	} else {
@@ -240,6 +241,42 @@ func writeLink(path, target string) (bool, error) {
 		return false, nil
 	}
 	return true, atomicSymlink(target, path)
+}
+
+// AgentMounts are the host directories ecs-init bind-mounts into the
+// agent's container at the same path (ecs-init/docker/docker.go): an
+// ECS_CNI_PLUGINS_PATH elsewhere does not exist for the agent.
+var AgentMounts = []string{"/var/lib/ecs", "/etc/ecs", "/var/cache/ecs"}
+
+// checkAgentSees warns when the agent's container will not see o.Dir:
+// checked through a running agent's root, else against AgentMounts.
+func (o *Options) checkAgentSees() {
+	agents := FindAgents(o.Proc)
+	for _, a := range agents {
+		if IsInstall(filepath.Join(a.Root, o.Dir)) {
+			o.say("ecs install: the running ECS agent's container (pid %d) sees %s", a.PID, o.Dir)
+			return
+		}
+	}
+	if len(agents) > 0 {
+		o.say("ecs install: WARNING: the running ECS agent's container (pid %d) does not see %s: with it as %s the agent cannot start; use a --dir below %s",
+			agents[0].PID, o.Dir, ecsfront.PluginsPathVar, strings.Join(AgentMounts, ", "))
+		return
+	}
+	if !UnderAgentMounts(o.Dir) {
+		o.say("ecs install: WARNING: %s is not below %s, which ecs-init mounts into the agent's container at the same path: the agent will not find it",
+			o.Dir, strings.Join(AgentMounts, ", "))
+	}
+}
+
+// UnderAgentMounts reports whether dir is inside one of AgentMounts.
+func UnderAgentMounts(dir string) bool {
+	for _, m := range AgentMounts {
+		if dir == m || strings.HasPrefix(dir, m+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // configureAgent prints (or with --write sets) the ecs.config line and the

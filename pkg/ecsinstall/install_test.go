@@ -354,6 +354,15 @@ func TestInstallThroughAgentRoot(t *testing.T) {
 	if target, err := os.Readlink(filepath.Join(e.dir, "ecs-agentonly")); err != nil || target != up+"/ecs-agentonly" {
 		t.Errorf("plugin seen only in the agent's image: %q %v", target, err)
 	}
+	if !strings.Contains(out, "WARNING: the running ECS agent's container (pid 4242) does not see "+e.dir) {
+		t.Errorf("no warning that the agent cannot see DIR:\n%s", out)
+	}
+	os.MkdirAll(filepath.Join(e.proc, "4242/root", filepath.Dir(e.dir)), 0o755)
+	os.Symlink(e.dir, filepath.Join(e.proc, "4242/root", e.dir)) // as ecs-init's bind mount would show it
+	out = e.mustInstall(o)
+	if !strings.Contains(out, "the running ECS agent's container (pid 4242) sees "+e.dir) {
+		t.Errorf("agent sees DIR now:\n%s", out)
+	}
 	if !strings.Contains(out, "restart the ECS agent: systemctl restart ecs") {
 		t.Errorf("agent does not use DIR yet: restart step expected:\n%s", out)
 	}
@@ -388,7 +397,8 @@ func TestInstallUpstreamNotVisible(t *testing.T) {
 	o := e.opts()
 	o.Upstream = "/amazon-ecs-cni-plugins-absent-" + filepath.Base(e.base)
 	out := e.mustInstall(o)
-	if !strings.Contains(out, "not visible from here (no running ECS agent") || !strings.Contains(out, "writing the known set") {
+	if !strings.Contains(out, "not visible from here (no running ECS agent") || !strings.Contains(out, "writing the known set") ||
+		!strings.Contains(out, "WARNING: "+e.dir+" is not below /var/lib/ecs") {
 		t.Errorf("output:\n%s", out)
 	}
 	ents, _ := os.ReadDir(e.dir)
