@@ -39,6 +39,7 @@ cat > "$WORK/front.json" <<JSON
 JSON
 
 step "ec2-policy-routes ecs install --write (UP = $UP, the fake vpc-eni)"
+echo "(DIR is a temp dir, not below /var/lib/ecs: hence the warning; no real agent runs here)"
 "$BIN" ecs install --dir "$DIR" --upstream "$UP" --config "$WORK/front.json" \
   --write --ecs-config "$WORK/etc/ecs/ecs.config"
 step "again: idempotent"
