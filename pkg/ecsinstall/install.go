@@ -172,7 +172,10 @@ func (o *Options) verifyUpstream(ctx context.Context, up string, v View) ([]stri
 			continue // vpc-branch-eni is optional; vpc-eni is not
 		}
 		if err := v.CheckPlugin(ctx, name, o.ProbeTimeout); err != nil {
-			return nil, fmt.Errorf("refusing: upstream %s (given as %s): %w", v.Path, up, err)
+			if v.Path != up {
+				return nil, fmt.Errorf("refusing: upstream %s (seen at %s): %w", up, v.Path, err)
+			}
+			return nil, fmt.Errorf("refusing: upstream %s: %w", up, err)
 		}
 		o.say("ecs install: %s/%s answers --capabilities with awsvpc-network-mode", v.Path, name)
 	}

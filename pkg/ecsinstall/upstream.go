@@ -214,7 +214,10 @@ func ProbeCapabilities(ctx context.Context, path string, timeout time.Duration) 
 		return fmt.Errorf("%s --capabilities did not answer within %s", path, timeout)
 	}
 	if err != nil {
-		return fmt.Errorf("%s --capabilities: %v: %s", path, err, strings.TrimSpace(stderr.String()))
+		if msg := strings.TrimSpace(stderr.String()); msg != "" {
+			return fmt.Errorf("%s --capabilities: %v: %s", path, err, msg)
+		}
+		return fmt.Errorf("%s --capabilities: %v", path, err)
 	}
 	var caps struct {
 		Capabilities []string `json:"capabilities"`
