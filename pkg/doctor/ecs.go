@@ -184,8 +184,8 @@ func (e *ecsCheck) checkPlugins() {
 	e.front.Missing = append(e.front.Missing, bad...)
 	if len(bad) > 0 {
 		c.Status = StatusProblem
-		c.Summary = fmt.Sprintf("%d plugins do not resolve in %s: %s (the agent exits at startup if a probed one is missing, and fails tasks that need one)",
-			len(bad), e.front.PluginsPath, strings.Join(bad, " "))
+		c.Summary = fmt.Sprintf("plugins that do not resolve in %s: %s (the agent exits at startup if a probed one is missing, and fails tasks that need one)",
+			e.front.PluginsPath, strings.Join(bad, " "))
 		c.Hint = "re-run ec2-policy-routes ecs install (after an agent upgrade it links the new plugins)"
 	} else {
 		c.Status, c.Summary = StatusOK, fmt.Sprintf("all %d plugins the agent uses resolve in %s", len(ecsfront.KnownPlugins), e.front.PluginsPath)
@@ -269,7 +269,7 @@ func (e *ecsCheck) checkBinary() {
 	}
 	if len(e.front.Stale) > 0 {
 		c.Status = StatusProblem
-		c.Summary = fmt.Sprintf("%d fronts differ from %s: the agent runs another build than the package holds", len(e.front.Stale), PackageBinary)
+		c.Summary = fmt.Sprintf("fronts that differ from %s: %s: the agent runs another build than the package holds", PackageBinary, strings.Join(e.front.Stale, " "))
 		c.Hint = "ec2-policy-routes ecs refresh (or ecs install); the package's post-install does it on upgrade"
 	} else {
 		c.Status, c.Summary = StatusOK, "fronts match "+PackageBinary+" (sha256 "+short(want)+")"

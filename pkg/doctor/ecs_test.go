@@ -88,14 +88,14 @@ func TestECSFrontProblems(t *testing.T) {
 			os.Remove(filepath.Join(dir, "ecs-newthing"))
 		}, CheckECSPlugins, StatusProblem, "ecs-newthing"},
 		{"known name missing", nil, func(f *fixture, dir string) { os.Remove(filepath.Join(dir, "ecs-bridge")) },
-			CheckECSPlugins, StatusProblem, "do not resolve in " + ecsfront.DefaultInstallDir + ": ecs-bridge"},
+			CheckECSPlugins, StatusProblem, "do not resolve in " + ecsfront.DefaultInstallDir + ": ecs-bridge "},
 		{"dangling link", nil, func(f *fixture, dir string) {
 			os.Remove(filepath.Join(f.root, "/proc/4242/root", ecsfront.DefaultUpstreamDir, "aws-appmesh"))
 		}, CheckECSPlugins, StatusProblem, "aws-appmesh"},
 		{"front writable by others", nil, func(f *fixture, dir string) { os.Chmod(filepath.Join(dir, "vpc-eni"), 0o777) },
 			CheckECSPlugins, StatusProblem, "front is UNTRUSTED"},
 		{"stale binary", nil, func(f *fixture, dir string) { f.write(PackageBinary, "package binary v3\n") },
-			CheckECSBinary, StatusProblem, "2 fronts differ from /opt/cni/bin/ec2-policy-routes"},
+			CheckECSBinary, StatusProblem, "differ from /opt/cni/bin/ec2-policy-routes: vpc-eni vpc-branch-eni"},
 		{"upstream broken", nil, func(f *fixture, dir string) {
 			f.write("/proc/4242/root"+ecsfront.DefaultUpstreamDir+"/vpc-eni", "#!/bin/sh\nexit 2\n")
 		}, CheckECSUpstream, StatusProblem, "is broken"},
