@@ -163,13 +163,14 @@ func TestPackages(t *testing.T) {
 			if strings.HasPrefix(path, "/etc/") && !e.dir && path != "/etc/iproute2/rt_protos.d/ec2-policy-routes.conf" {
 				t.Errorf("%s: unexpected active file %s", kind, path)
 			}
-			if _, ok := want[path]; !ok && !e.dir {
+			if _, ok := want[path]; !ok && !e.dir && wantLinks[path] == "" {
 				t.Errorf("%s: unexpected file %s", kind, path)
 			}
 		}
 	}
 
 	checkPostinst(t, root, deb, rpm)
+	checkLinks(t, deb, rpm)
 
 	// The packaged binary reports the version stamped at link time.
 	extracted := filepath.Join(t.TempDir(), "ec2-policy-routes")

@@ -11,6 +11,20 @@ import (
 
 const postinstSrc = "packaging/scripts/postinstall.sh"
 
+// wantLinks are the symlinks both packages hold, path -> target.
+var wantLinks = map[string]string{"/usr/sbin/ec2-policy-routes": "/opt/cni/bin/ec2-policy-routes"}
+
+func checkLinks(t *testing.T, deb, rpm pkgInfo) {
+	t.Helper()
+	for kind, p := range map[string]pkgInfo{".deb": deb, ".rpm": rpm} {
+		for path, target := range wantLinks {
+			if e := p.files[path]; e == nil || e.symlink != target {
+				t.Errorf("%s: %s is not a symlink to %s: %+v", kind, path, target, e)
+			}
+		}
+	}
+}
+
 // checkPostinst: both packages carry the post-install script verbatim.
 func checkPostinst(t *testing.T, root string, deb, rpm pkgInfo) {
 	t.Helper()
