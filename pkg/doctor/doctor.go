@@ -131,6 +131,7 @@ type Report struct {
 	NamespacesScanned int         `json:"namespaces_scanned"`
 	NamespaceErrors   int         `json:"namespace_errors"`
 	Namespaces        []Namespace `json:"namespaces"`
+	ECS               *ECSFront   `json:"ecs_front,omitempty"`
 }
 
 // Options configures Run.
@@ -179,6 +180,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	d.checkRtProtos()
 	d.checkNetworkd()
 	d.checkInstalled()
+	d.checkECS(ctx)
 	d.checkLoad()
 	if o.SkipNetns {
 		d.add(Check{ID: CheckNetns, Status: StatusSkip, Summary: "namespace scan skipped (--skip-netns)"})

@@ -153,6 +153,11 @@ func WritePrometheus(w io.Writer, r *Report) error {
 		metric("load15", "15-minute load average.", val(r.Load.Load15))
 		metric("cpus", "CPUs counted in /proc/stat.", val(r.Load.CPUs))
 	}
+	if r.ECS != nil {
+		metric("ecs_front_installed", "1 when ECS_CNI_PLUGINS_PATH names an installed ec2-policy-routes front.", val(b2i(r.ECS.Installed)))
+		metric("ecs_front_missing_plugins", "Plugins the ECS agent uses that do not resolve in the front's directory.", val(len(r.ECS.Missing)))
+		metric("ecs_front_stale_fronts", "Front binaries that differ from the package's binary.", val(len(r.ECS.Stale)))
+	}
 	var rules, routes, orphans int
 	for _, ns := range r.Namespaces {
 		rules += len(ns.Rules)
@@ -182,7 +187,10 @@ Checks: setup-policy-routes processes waiting for interfaces missing from
 /sys/class/net; stale ec2-net-utils lock files (owner dead); policy-routes@ and
 refresh-policy-routes@ units (via systemctl); whether ec2-net-utils' udev rule
 is overridden for task ENIs; the iproute2 protocol name; systemd-networkd's
-ManageForeignRoutingPolicyRules; the installed binary; load average.
+ManageForeignRoutingPolicyRules; the installed binary; the ECS front (ECS_CNI_PLUGINS_PATH
+in /etc/ecs/ecs.config names an ` + "`ecs install`" + `ed front, every plugin the agent uses resolves
+there, its upstream answers --capabilities — seen through the running agent's container
+— and its binaries match /opt/cni/bin/ec2-policy-routes); load average.
 
 Output: text (default), --json (one document, for SSM Run Command), or
 --prometheus (node_exporter textfile format; write to a temporary file and

@@ -64,13 +64,16 @@ func IsFronted(name string) bool {
 type Settings struct {
 	// Upstream is the directory holding the real vpc-eni/vpc-branch-eni,
 	// as the agent's container sees it.
-	Upstream    string           `json:"upstream"`
-	LinkTimeout string           `json:"linkTimeout,omitempty"`
-	TableBase   *int64           `json:"tableBase,omitempty"`
-	Priority    *int64           `json:"priority,omitempty"`
-	LogFile     string           `json:"logFile,omitempty"`
-	LogLevel    string           `json:"logLevel,omitempty"`
-	IMDS        *config.IMDSConf `json:"imds,omitempty"`
+	Upstream string `json:"upstream"`
+	// UpstreamTimeout bounds the upstream ADD (default
+	// DefaultUpstreamTimeout, at most MaxUpstreamTimeout; see budget.go).
+	UpstreamTimeout string           `json:"upstreamTimeout,omitempty"`
+	LinkTimeout     string           `json:"linkTimeout,omitempty"`
+	TableBase       *int64           `json:"tableBase,omitempty"`
+	Priority        *int64           `json:"priority,omitempty"`
+	LogFile         string           `json:"logFile,omitempty"`
+	LogLevel        string           `json:"logLevel,omitempty"`
+	IMDS            *config.IMDSConf `json:"imds,omitempty"`
 }
 
 // ParseSettings decodes settings JSON, rejecting unknown fields (a typo in
@@ -87,6 +90,9 @@ func ParseSettings(data []byte) (*Settings, error) {
 	}
 	if !filepath.IsAbs(s.Upstream) {
 		return nil, fmt.Errorf("front settings: upstream %q must be an absolute path", s.Upstream)
+	}
+	if _, err := s.upstreamTimeout(); err != nil {
+		return nil, fmt.Errorf("front settings: %w", err)
 	}
 	return &s, nil
 }

@@ -163,6 +163,9 @@ func (p *Plugin) add(args *skel.CmdArgs) (*Outcome, error) {
 	}
 	p.applyAltNames(cfg, args, t, sel, links, metas, out)
 	markLinks(args, t, sel, links, out)
+	if quiet(p.ctx()) {
+		return out, nil // Run: the caller reports the result
+	}
 	return out, printResult(cfg, args, sel, links)
 }
 

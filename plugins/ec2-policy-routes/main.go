@@ -6,6 +6,7 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sync"
 	"syscall"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/blocking"
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/ecsfront"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/plugin"
 )
 
@@ -20,6 +22,11 @@ import (
 var Version = "dev"
 
 func main() {
+	// Installed as vpc-eni/vpc-branch-eni for the ECS agent: act as the
+	// front for the real plugin of that name (package ecsfront).
+	if name := filepath.Base(os.Args[0]); ecsfront.IsFronted(name) {
+		os.Exit(ecsfront.Main(name, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	}
 	if code, ok := command(os.Args[1:], os.Stdout, os.Stderr); ok {
 		os.Exit(code)
 	}

@@ -1,0 +1,259 @@
+package ecsfront
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/cni/pkg/version"
+
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/config"
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/plugin"
+)
+
+// undoBudget is the part of upstreamDelReserve that removing our own
+// (partial) routing may take before the upstream DEL runs.
+const undoBudget = 3 * time.Second
+
+// add runs the upstream ADD, verifies what it claims, then installs the
+// policy routing in-process. If anything after the upstream ADD fails, ours
+// is undone and the upstream DEL returns the ENI to the host.
+func (fr *front) add(stdin []byte) int {
+	facts, err := ParseFacts(fr.name, stdin)
+	if err != nil {
+		return fr.fail(err)
+	}
+	path, err := fr.upstreamPath()
+	if err != nil {
+		return fr.fail(types.NewError(types.ErrInvalidNetworkConfig, err.Error(), ""))
+	}
+	if len(facts.Addrs) == 0 {
+		fr.rec.addNote("config lists no ENI address: upstream only")
+		return fr.relayVerb(path, "ADD", stdin, DefaultUpstreamTimeout)
+	}
+	// Everything ours can reject is rejected before the upstream runs.
+	if err := fr.preflight(facts); err != nil {
+		return fr.fail(err)
+	}
+	upTimeout, _ := fr.settings.upstreamTimeout() // validated with the settings
+	ctx, cancel := context.WithTimeout(fr.ctx, upTimeout)
+	r := fr.run(ctx, path, "ADD", nil, stdin)
+	cancel()
+	_, _ = fr.stderr.Write(r.Stderr)
+	if !r.ok() {
+		// The real vpc-eni fails before moving the ENI, but a killed or
+		// broken one may have moved it: DEL is idempotent, run it anyway.
+		fr.upstreamDel(path, stdin)
+		if r.Err == nil {
+			_, _ = fr.stdout.Write(r.Stdout)
+			return r.Exit
+		}
+		why := fmt.Sprintf("did not finish within upstreamTimeout %s", upTimeout)
+		if errors.Is(r.Err, plugin.ErrSignal()) {
+			why = "was interrupted by a signal to the front"
+		}
+		return fr.fail(types.NewError(types.ErrTryAgainLater, fmt.Sprintf(
+			"%s ADD %s and was killed; its DEL returned the ENI to the host", fr.name, why), ""))
+	}
+	if err := fr.oursAdd(facts); err != nil {
+		fr.undoOurs(facts)
+		fr.upstreamDel(path, stdin)
+		return fr.fail(err)
+	}
+	_, _ = fr.stdout.Write(r.Stdout)
+	return 0
+}
+
+// preflight validates the environment and the synthesized plugin
+// configuration (front settings included) without touching anything.
+func (fr *front) preflight(facts *ENIFacts) error {
+	if os.Getenv("CNI_NETNS") == "" {
+		return types.NewError(types.ErrInvalidEnvironmentVariables, "CNI_NETNS is required for ADD", "")
+	}
+	if err := config.ValidateIfName(os.Getenv("CNI_IFNAME")); err != nil {
+		return types.NewError(types.ErrInvalidEnvironmentVariables, "CNI_IFNAME: "+err.Error(), "")
+	}
+	conf, err := PluginConfig(fr.settings, facts, fr.input(0))
+	if err != nil {
+		return err
+	}
+	if _, err := config.Parse(conf); err != nil {
+		return fmt.Errorf("front settings: %w", err)
+	}
+	return nil
+}
+
+// oursAdd verifies the link the upstream claims to have configured, then
+// installs its policy routing through the plugin's own ADD.
+func (fr *front) oursAdd(facts *ENIFacts) error {
+	netns, ifname := os.Getenv("CNI_NETNS"), os.Getenv("CNI_IFNAME")
+	obs, err := observe(netns, ifname)
+	if err != nil {
+		return types.NewError(types.ErrIOFailure, fmt.Sprintf("verify %s after %s ADD: %v; ENI returned to the host", ifname, fr.name, err), "")
+	}
+	if p := facts.problems(obs, ifname); len(p) > 0 {
+		return types.NewError(types.ErrTryAgainLater, fmt.Sprintf(
+			"%s reported success but in %s: %s; nothing installed, ENI returned to the host by %s DEL",
+			fr.name, netns, strings.Join(p, "; "), fr.name), "")
+	}
+	if facts.MAC == nil {
+		facts.MAC = obs.MAC // config named the ENI by eniName only
+	}
+	deadline := fr.start.Add(addBudget - upstreamDelReserve)
+	left := time.Until(deadline)
+	if left < minOursBudget/10 {
+		return types.NewError(types.ErrTryAgainLater, fmt.Sprintf("%s ADD left no time for the policy routing; ENI returned to the host", fr.name), "")
+	}
+	conf, err := PluginConfig(fr.settings, facts, fr.input(clampDuration(fr.linkTimeout(), left)))
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithDeadline(fr.ctx, deadline)
+	defer cancel()
+	out, err := fr.newPlugin(ctx).Run("ADD", fr.cmdArgs(conf))
+	fr.rec.ours = out
+	return err
+}
+
+// undoOurs removes whatever of ours a failed ADD may have left (the
+// plugin's ADD rolls back itself; this also covers an interrupted one).
+func (fr *front) undoOurs(facts *ENIFacts) {
+	ctx, cancel := context.WithTimeout(context.Background(), undoBudget)
+	defer cancel()
+	fr.oursDel(ctx, facts)
+}
+
+// upstreamDel runs the upstream DEL after a failed ADD, on its own budget:
+// not cancelled by SIGTERM, since the ENI must not stay in the namespace.
+func (fr *front) upstreamDel(path string, stdin []byte) {
+	ctx, cancel := context.WithTimeout(context.Background(), upstreamDelReserve-undoBudget)
+	defer cancel()
+	fr.run(ctx, path, "DEL", nil, stdin)
+}
+
+// del removes ours first (never failing the DEL for it: netns gone, link
+// gone, nothing there), then runs the upstream DEL and returns its outcome.
+// Ours is derived from the kernel (protocol 236), so it holds across an
+// agent restart that lost the container's /run.
+func (fr *front) del(stdin []byte) int {
+	facts, ferr := ParseFacts(fr.name, stdin)
+	switch {
+	case ferr != nil:
+		fr.rec.addNote("policy routing not removed: " + ferr.Error())
+	case os.Getenv("CNI_NETNS") == "":
+		fr.rec.addNote("no CNI_NETNS: nothing of ours to remove")
+	default:
+		ctx, cancel := context.WithTimeout(fr.ctx, upstreamDelBudget)
+		fr.oursDel(ctx, facts)
+		cancel()
+	}
+	path, err := fr.upstreamPath()
+	if err != nil {
+		return fr.fail(types.NewError(types.ErrInvalidNetworkConfig, err.Error(), ""))
+	}
+	return fr.relayVerb(path, "DEL", stdin, upstreamDelBudget)
+}
+
+// oursDel runs the plugin's DEL for the ENI; failures are logged only.
+func (fr *front) oursDel(ctx context.Context, facts *ENIFacts) {
+	conf, err := PluginConfig(fr.settings, facts, fr.input(0))
+	if err == nil {
+		var out *plugin.Outcome
+		out, err = fr.newPlugin(ctx).Run("DEL", fr.cmdArgs(conf))
+		if fr.rec.ours == nil || len(out.Removed) > 0 {
+			fr.rec.ours = out
+		}
+	}
+	if err != nil {
+		fr.rec.oursErr = err
+	}
+}
+
+// check runs the upstream CHECK, then ours when the config's version has
+// CHECK (0.4.0 on; the agent sends 0.3.0, which has none).
+func (fr *front) check(stdin []byte) int {
+	path, err := fr.upstreamPath()
+	if err != nil {
+		return fr.fail(types.NewError(types.ErrInvalidNetworkConfig, err.Error(), ""))
+	}
+	ctx, cancel := context.WithTimeout(fr.ctx, probeTimeout)
+	r := fr.run(ctx, path, "CHECK", nil, stdin)
+	cancel()
+	if !r.ok() {
+		return fr.relay(r)
+	}
+	facts, err := ParseFacts(fr.name, stdin)
+	if err != nil {
+		return fr.fail(err)
+	}
+	if ok, _ := version.GreaterThanOrEqualTo(facts.CNIVersion, "0.4.0"); ok && len(facts.Addrs) > 0 {
+		conf, err := PluginConfig(fr.settings, facts, fr.input(0))
+		if err == nil {
+			ctx, cancel := context.WithTimeout(fr.ctx, probeTimeout)
+			fr.rec.ours, err = fr.newPlugin(ctx).Run("CHECK", fr.cmdArgs(conf))
+			cancel()
+		}
+		if err != nil {
+			return fr.fail(err)
+		}
+	}
+	return fr.relay(r)
+}
+
+// passThrough runs any other verb (VERSION, STATUS, GC, unknown) upstream.
+func (fr *front) passThrough(verb string, stdin []byte) int {
+	path, err := fr.upstreamPath()
+	if err != nil {
+		return fr.fail(types.NewError(types.ErrInvalidNetworkConfig, err.Error(), ""))
+	}
+	return fr.relayVerb(path, verb, stdin, probeTimeout)
+}
+
+func (fr *front) relayVerb(path, verb string, stdin []byte, limit time.Duration) int {
+	ctx, cancel := context.WithTimeout(fr.ctx, limit)
+	defer cancel()
+	return fr.relay(fr.run(ctx, path, verb, nil, stdin))
+}
+
+// relay copies an upstream run's output and exit status; a run that could
+// not start or was killed at its deadline becomes a CNI error.
+func (fr *front) relay(r *upstreamRun) int {
+	_, _ = fr.stderr.Write(r.Stderr)
+	if r.Err != nil {
+		return fr.fail(types.NewError(types.ErrTryAgainLater, fmt.Sprintf("%s %s: %v", fr.name, r.Verb, r.Err), ""))
+	}
+	_, _ = fr.stdout.Write(r.Stdout)
+	return r.Exit
+}
+
+// input is the per-call part of the synthesized plugin configuration.
+func (fr *front) input(linkTimeout time.Duration) pluginInput {
+	return pluginInput{IfName: os.Getenv("CNI_IFNAME"), Netns: os.Getenv("CNI_NETNS"), LinkTimeout: linkTimeout}
+}
+
+// linkTimeout is the settings' linkTimeout (validated in preflight) or the
+// plugin's default.
+func (fr *front) linkTimeout() time.Duration {
+	if d, err := time.ParseDuration(fr.settings.LinkTimeout); err == nil && d > 0 {
+		return d
+	}
+	return config.DefaultLinkTimeout
+}
+
+func (fr *front) cmdArgs(conf []byte) *skel.CmdArgs {
+	return &skel.CmdArgs{
+		ContainerID: os.Getenv("CNI_CONTAINERID"), Netns: os.Getenv("CNI_NETNS"), IfName: os.Getenv("CNI_IFNAME"),
+		Args: os.Getenv("CNI_ARGS"), Path: os.Getenv("CNI_PATH"), StdinData: conf,
+	}
+}
+
+// newPlugin is the in-process plugin for one call, logging into the
+// front's logger and looking ENIs up in IMDS without link altnames.
+func (fr *front) newPlugin(ctx context.Context) *plugin.Plugin {
+	return &plugin.Plugin{Ctx: ctx, Log: fr.log, Metadata: noAltNames{plugin.NewIMDSMetadata()}}
+}
