@@ -12,7 +12,7 @@ LDFLAGS := -s -w -X main.Version=$(VERSION)
 
 export CGO_ENABLED := 0
 
-.PHONY: all build test unit integration demo lint clean tools
+.PHONY: all build test unit integration demo demo-ecs lint clean tools
 
 all: build
 
@@ -48,6 +48,12 @@ integration: build tools
 demo: build tools
 	$(GO) build -o bin/fake-imds ./integration/cmd/fake-imds
 	BIN=$(CURDIR)/$(BIN) FAKE_IMDS=$(CURDIR)/bin/fake-imds TOOLS=$(TOOLS) ./scripts/demo.sh
+
+# The stock-ECS-agent flow (ecs install, ADD/DEL through the front as the
+# agent invokes it, uninstall) with the vpc-eni stand-in; root.
+demo-ecs: build
+	$(GO) build -o bin/fake-vpc-eni ./integration/cmd/fake-vpc-eni
+	BIN=$(CURDIR)/$(BIN) FAKE_VPC_ENI=$(CURDIR)/bin/fake-vpc-eni ./scripts/demo-ecs.sh
 
 # .rpm (Amazon Linux 2023) and .deb per architecture into dist/, with nfpm
 # run as a Go tool of packaging/tools/go.mod (kept out of the plugin's

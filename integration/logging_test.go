@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	h "github.com/ec2-policy-routes/ec2-policy-routes/integration/harness"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/imdsfake"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/logging"
@@ -302,4 +304,46 @@ func BenchmarkLogInvocation(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestLogPathNeverBlocks: a log path that is not a regular file — a FIFO
+// nobody reads (open(2) for writing used to block until the runtime killed
+// the plugin, after the result was printed), /dev/stderr (left a stray
+// /dev/stderr.lock) — never blocks or fails the invocation; stderr says why
+// there is no log.
+func TestLogPathNeverBlocks(t *testing.T) {
+	rep := scenario(t, "L1", "log path that blocks or is not a regular file (FIFO without reader, /dev/stderr)")
+	h.RequireRoot(t)
+	fifo := filepath.Join(t.TempDir(), "fifo.log")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A stray lock from an earlier version would hide the fault; it is the
+	// fault's own residue, so it goes.
+	_ = os.Remove("/dev/stderr.lock")
+	t.Cleanup(func() { _ = os.Remove("/dev/stderr.lock") })
+	var slowest time.Duration
+	for _, tc := range []struct{ path, why string }{
+		{fifo, "a FIFO, not a regular file"},
+		{"/dev/stderr", "a symlink, not a regular file"},
+	} {
+		ns := h.NewNetns(t)
+		eni := h.NewENI(t)
+		eni.MoveInto(t, ns, "eth0", []string{"10.0.24.10/24"}, "10.0.24.1")
+		for _, verb := range []string{"ADD", "DEL"} {
+			p := startPluginIn(t, cniEnv(verb, ns, "eth0"), relConf(""), t.TempDir(), tc.path)
+			r := p.wait(t, 10*time.Second)
+			r.MustSucceed(t, verb+" with logFile "+tc.path)
+			if el := p.end.Sub(p.start); el > slowest {
+				slowest = el
+			}
+			if !strings.Contains(string(r.Stderr), tc.why) {
+				t.Errorf("%s %s: stderr %q does not say %q", verb, tc.path, r.Stderr, tc.why)
+			}
+		}
+		if _, err := os.Lstat(tc.path + ".lock"); err == nil {
+			t.Errorf("lock file left beside %s", tc.path)
+		}
+	}
+	rep.add("ADD and DEL with the log a FIFO without reader and /dev/stderr: exit 0 (slowest %s), stderr names the reason, no `.lock` beside either", slowest.Round(time.Millisecond))
 }

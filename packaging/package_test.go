@@ -34,6 +34,7 @@ type entry struct {
 type pkgInfo struct {
 	name, version, arch string
 	files               map[string]*entry
+	postinst            string // deb postinst / rpm %post
 }
 
 func repoRoot(t *testing.T) string {
@@ -162,11 +163,14 @@ func TestPackages(t *testing.T) {
 			if strings.HasPrefix(path, "/etc/") && !e.dir && path != "/etc/iproute2/rt_protos.d/ec2-policy-routes.conf" {
 				t.Errorf("%s: unexpected active file %s", kind, path)
 			}
-			if _, ok := want[path]; !ok && !e.dir {
+			if _, ok := want[path]; !ok && !e.dir && wantLinks[path] == "" {
 				t.Errorf("%s: unexpected file %s", kind, path)
 			}
 		}
 	}
+
+	checkPostinst(t, root, deb, rpm)
+	checkLinks(t, deb, rpm)
 
 	// The packaged binary reports the version stamped at link time.
 	extracted := filepath.Join(t.TempDir(), "ec2-policy-routes")
@@ -235,6 +239,9 @@ func readDeb(t *testing.T, path string) pkgInfo {
 		}
 	}
 	info.files = readTarGz(t, members["data.tar.gz"])
+	if pi := ctrl["/postinst"]; pi != nil {
+		info.postinst = string(pi.data)
+	}
 	if cf := ctrl["/conffiles"]; cf != nil {
 		for _, p := range strings.Fields(string(cf.data)) {
 			if e := info.files[p]; e != nil {
@@ -282,6 +289,7 @@ const (
 	tagVersion    = 1001
 	tagRelease    = 1002
 	tagArch       = 1022
+	tagPostIn     = 1024
 	tagFileFlags  = 1037
 	tagDirIndexes = 1116
 	tagBaseNames  = 1117
@@ -358,6 +366,7 @@ func readRPM(t *testing.T, path string) pkgInfo {
 		return ""
 	}
 	info := pkgInfo{name: first(tagName), version: first(tagVersion) + "-" + first(tagRelease), arch: first(tagArch)}
+	info.postinst = first(tagPostIn)
 	if c := first(tagCompressor); c != "gzip" {
 		t.Fatalf("payload compressor %q, this reader handles gzip", c)
 	}

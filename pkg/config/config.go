@@ -15,6 +15,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/version"
 
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/logging"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/plan"
 )
 
@@ -170,12 +171,11 @@ func Parse(stdin []byte) (*Config, error) {
 		c.LogFile = nc.LogFile
 	}
 	if nc.LogLevel != "" {
-		switch strings.ToLower(nc.LogLevel) {
-		case "debug", "info", "warn", "error":
-			c.LogLevel = strings.ToLower(nc.LogLevel)
-		default:
+		lvl, err := logging.ParseLevel(nc.LogLevel)
+		if err != nil {
 			return nil, invalid("logLevel %q: must be debug, info, warn or error", nc.LogLevel)
 		}
+		c.LogLevel = logging.LevelName(lvl)
 	}
 	if nc.IMDS != nil {
 		if err := parseIMDS(nc.IMDS, &c.IMDS); err != nil {

@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -130,6 +131,7 @@ type Report struct {
 	NamespacesScanned int         `json:"namespaces_scanned"`
 	NamespaceErrors   int         `json:"namespace_errors"`
 	Namespaces        []Namespace `json:"namespaces"`
+	ECS               *ECSFront   `json:"ecs_front,omitempty"`
 }
 
 // Options configures Run.
@@ -178,6 +180,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	d.checkRtProtos()
 	d.checkNetworkd()
 	d.checkInstalled()
+	d.checkECS(ctx)
 	d.checkLoad()
 	if o.SkipNetns {
 		d.add(Check{ID: CheckNetns, Status: StatusSkip, Summary: "namespace scan skipped (--skip-netns)"})
@@ -241,35 +244,124 @@ func (d *doctor) cmdline(pid int) []string {
 }
 
 // policyRoutesArgs finds "setup-policy-routes <iface> <action>" in argv,
-// run directly or as a script through its interpreter (the usual
-// "/bin/bash /usr/bin/setup-policy-routes ens6 start"); a `grep
-// setup-policy-routes` or an editor on the file is not a match.
+// run directly, through an interpreter with its options ("/bin/bash -x
+// /usr/bin/setup-policy-routes ens6 start", "sh -c 'setup-policy-routes …'")
+// or through wrappers (env with assignments, nice, nohup, setsid, ionice,
+// timeout, exec); a `grep setup-policy-routes` or an editor on the file is
+// not a match.
 func policyRoutesArgs(argv []string) (iface, action string, ok bool) {
-	for i, a := range argv {
-		if i > 1 || (i == 1 && !isShell(argv[0])) {
-			break
+	return policyRoutesArgsDepth(argv, 0)
+}
+
+func policyRoutesArgsDepth(argv []string, depth int) (iface, action string, ok bool) {
+	argv = skipWrappers(argv)
+	if len(argv) > 0 && isShell(argv[0]) {
+		rest, script, isC := shellOperands(argv[1:])
+		if isC {
+			if depth > 3 {
+				return "", "", false
+			}
+			return policyRoutesArgsDepth(strings.Fields(script), depth+1)
 		}
-		base := filepath.Base(a)
-		if base != "setup-policy-routes" && base != "setup-policy-routes.sh" {
-			continue
-		}
-		if i+1 < len(argv) {
-			iface = argv[i+1]
-		}
-		if i+2 < len(argv) {
-			action = argv[i+2]
-		}
-		return iface, action, true
+		argv = rest
 	}
-	return "", "", false
+	if len(argv) == 0 {
+		return "", "", false
+	}
+	base := filepath.Base(argv[0])
+	if base != "setup-policy-routes" && base != "setup-policy-routes.sh" {
+		return "", "", false
+	}
+	if len(argv) > 1 {
+		iface = argv[1]
+	}
+	if len(argv) > 2 {
+		action = argv[2]
+	}
+	return iface, action, true
 }
 
 func isShell(arg0 string) bool {
 	switch filepath.Base(arg0) {
-	case "bash", "sh", "dash":
+	case "bash", "sh", "dash", "ash", "ksh", "mksh", "zsh":
 		return true
 	}
 	return false
+}
+
+// wrappers lists, per wrapper command, the options that take a separate
+// argument; positional says how many operands precede the command.
+var wrappers = map[string]struct {
+	optArgs    []string
+	positional int
+}{
+	"env":     {optArgs: []string{"-u", "--unset", "-C", "--chdir"}},
+	"exec":    {optArgs: []string{"-a"}},
+	"nice":    {optArgs: []string{"-n", "--adjustment"}},
+	"nohup":   {},
+	"setsid":  {},
+	"ionice":  {optArgs: []string{"-c", "--class", "-n", "--classdata"}},
+	"timeout": {optArgs: []string{"-s", "--signal", "-k", "--kill-after"}, positional: 1},
+	"busybox": {},
+}
+
+// skipWrappers drops leading wrapper commands with their options (and env's
+// NAME=VALUE assignments).
+func skipWrappers(argv []string) []string {
+	for len(argv) > 0 {
+		w, ok := wrappers[filepath.Base(argv[0])]
+		if !ok {
+			return argv
+		}
+		argv = argv[1:]
+		for len(argv) > 0 {
+			a := argv[0]
+			switch {
+			case a == "--":
+				argv = argv[1:]
+			case strings.HasPrefix(a, "-") && len(a) > 1:
+				argv = argv[1:]
+				if slices.Contains(w.optArgs, a) && len(argv) > 0 {
+					argv = argv[1:]
+				}
+				continue
+			case strings.Contains(a, "=") && !strings.HasPrefix(a, "/"):
+				argv = argv[1:] // env NAME=VALUE
+				continue
+			}
+			break
+		}
+		if w.positional > 0 && len(argv) > 0 {
+			argv = argv[w.positional:]
+		}
+	}
+	return argv
+}
+
+// shellOperands skips an interpreter's options (-x, -ex, +o name, --norc,
+// --rcfile file, ...) and returns the operands; with -c it returns the
+// command string instead.
+func shellOperands(args []string) (rest []string, script string, isC bool) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--" || a == "-":
+			return args[i+1:], "", false
+		case a == "-o" || a == "+o" || a == "-O" || a == "+O" || a == "--rcfile" || a == "--init-file":
+			i++
+		case strings.HasPrefix(a, "--"):
+		case strings.HasPrefix(a, "-") || strings.HasPrefix(a, "+"):
+			if strings.HasPrefix(a, "-") && strings.Contains(a, "c") {
+				isC = true
+			}
+		default:
+			if isC {
+				return nil, a, true
+			}
+			return args[i:], "", false
+		}
+	}
+	return nil, "", false
 }
 
 func (d *doctor) checkProcessesAndLocks() {
@@ -381,7 +473,7 @@ func (d *doctor) checkProcessesAndLocks() {
 	case stale > 0 || stuck > 0:
 		lc.Status = StatusProblem
 		lc.Summary = fmt.Sprintf("%d lock files: %d stale (owner dead or PID reused), %d held by processes looping on missing interfaces", len(d.rep.LockFiles), stale, stuck)
-		lc.Hint = "every refresh of these interfaces spins up to 1000 s on the lock; stop the units (see " + CheckProcesses + "), then remove stale files under " + lockDir
+		lc.Hint = "every refresh of these interfaces spins up to 1000 s on the lock; stop the units (see " + CheckProcesses + "), then remove the stale files: ec2-policy-routes doctor --stale-locks | xargs -r rm -f --"
 	default:
 		lc.Status, lc.Summary = StatusOK, fmt.Sprintf("%d lock files, all held by live setup-policy-routes for existing interfaces", len(d.rep.LockFiles))
 	}

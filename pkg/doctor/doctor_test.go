@@ -511,3 +511,92 @@ func TestUsageErrors(t *testing.T) {
 		t.Errorf("--help: exit %d\n%s", code, stderr)
 	}
 }
+
+// Interpreter and wrapper forms a live owner can run as: none of them may
+// be taken for "PID reused" (the hint would remove a live lock).
+func TestPolicyRoutesArgsInterpreterForms(t *testing.T) {
+	for _, tc := range []struct {
+		argv          []string
+		iface, action string
+		ok            bool
+	}{
+		{[]string{"bash", "-x", "setup-policy-routes", "ens6", "start"}, "ens6", "start", true},
+		{[]string{"/bin/bash", "-e", "-x", "/usr/bin/setup-policy-routes", "ens6", "refresh"}, "ens6", "refresh", true},
+		{[]string{"/bin/sh", "-ex", "/usr/bin/setup-policy-routes", "ens6", "start"}, "ens6", "start", true},
+		{[]string{"bash", "-o", "xtrace", "--norc", "--", "/usr/bin/setup-policy-routes", "ens6", "start"}, "ens6", "start", true},
+		{[]string{"bash", "--rcfile", "/etc/x", "/usr/bin/setup-policy-routes", "ens6", "start"}, "ens6", "start", true},
+		{[]string{"/usr/bin/env", "bash", "/usr/bin/setup-policy-routes", "ens6", "start"}, "ens6", "start", true},
+		{[]string{"env", "-i", "LANG=C", "PATH=/usr/bin", "/bin/bash", "-x", "/usr/bin/setup-policy-routes", "ens7", "stop"}, "ens7", "stop", true},
+		{[]string{"nice", "-n", "10", "setsid", "/usr/bin/setup-policy-routes", "ens6", "start"}, "ens6", "start", true},
+		{[]string{"timeout", "-s", "TERM", "600", "bash", "/usr/bin/setup-policy-routes", "ens6", "start"}, "ens6", "start", true},
+		{[]string{"/bin/sh", "-c", "exec /usr/bin/setup-policy-routes ens6 start"}, "ens6", "start", true},
+		{[]string{"bash", "-xc", "/usr/bin/setup-policy-routes ens6 refresh"}, "ens6", "refresh", true},
+		{[]string{"bash", "-x", "/usr/local/bin/my-script", "setup-policy-routes"}, "", "", false},
+		{[]string{"env", "grep", "setup-policy-routes"}, "", "", false},
+		{[]string{"sh", "-c", "grep setup-policy-routes /var/log/messages"}, "", "", false},
+		{[]string{"bash"}, "", "", false},
+		{[]string{"env"}, "", "", false},
+	} {
+		iface, action, ok := policyRoutesArgs(tc.argv)
+		if iface != tc.iface || action != tc.action || ok != tc.ok {
+			t.Errorf("%q: got %q %q %v; want %q %q %v", tc.argv, iface, action, ok, tc.iface, tc.action, tc.ok)
+		}
+	}
+}
+
+// README's Migrate steps, applied to the affected host plus a live lock
+// whose owner runs as `bash -x setup-policy-routes`, reach exit 0: the
+// PID-reused lock is removed by step 3, the live one is kept.
+func TestReadmeCleanupReachesHealthy(t *testing.T) {
+	f := newFixture(t)
+	f.affected()
+	f.mkdir("/sys/class/net/ens7")
+	f.proc("5200", "bash", "-x", "/usr/bin/setup-policy-routes", "ens7", "start")
+	f.write("/run/amazon-ec2-net-utils/setup-policy-routes/ens7", "5200\n")
+
+	// 1. the udev override (and the optional networkd drop-in).
+	f.healthy()
+	// 2. units of missing interfaces stopped (their processes gone) and masked.
+	for _, pid := range []string{"3312864", "3312900", "3312901"} {
+		if err := os.RemoveAll(filepath.Join(f.root, "proc", pid)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.write("/proc/loadavg", "0.10 0.20 0.30 1/200 4242\n")
+	sc := f.systemctl(strings.Join([]string{
+		"policy-routes@ens5.service loaded active exited Set up policy routes for ens5",
+		"policy-routes@ens6.service loaded activating start Set up policy routes for ens6",
+		"policy-routes@ens7.service loaded activating start Set up policy routes for ens7",
+		"policy-routes@ecse1a2b3c.service masked inactive dead policy-routes@ecse1a2b3c.service",
+		"refresh-policy-routes@ecse1a2b3c.timer masked inactive dead refresh-policy-routes@ecse1a2b3c.timer",
+		"policy-routes@ecs0a0b0c.service masked inactive dead policy-routes@ecs0a0b0c.service",
+		"policy-routes@ecs0d0e0f.service masked inactive dead policy-routes@ecs0d0e0f.service",
+		"",
+	}, "\n"))
+	if code, out, _ := run(t, "--root", f.root, "--systemctl", sc, "--skip-netns"); code != 1 {
+		t.Fatalf("before step 3: exit %d, want 1 (stale locks)\n%s", code, out)
+	}
+	// 3. ec2-policy-routes doctor --stale-locks | xargs -r rm -f --
+	code, out, stderr := run(t, "--stale-locks", "--root", f.root)
+	if code != 0 {
+		t.Fatalf("--stale-locks: exit %d: %s", code, stderr)
+	}
+	listed := strings.Fields(out)
+	dir := filepath.Join(f.root, "/run/amazon-ec2-net-utils/setup-policy-routes")
+	want := []string{filepath.Join(dir, "ecs0a0b0c"), filepath.Join(dir, "ecs0d0e0f"), filepath.Join(dir, "ecse1a2b3c")}
+	if strings.Join(listed, " ") != strings.Join(want, " ") {
+		t.Fatalf("--stale-locks listed %q, want %q", listed, want)
+	}
+	for _, p := range listed {
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out, stderr = run(t, "--root", f.root, "--systemctl", sc, "--skip-netns")
+	if code != 0 {
+		t.Fatalf("after README's steps: exit %d, want 0\n%s%s", code, out, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "ens7")); err != nil {
+		t.Errorf("the live lock of `bash -x setup-policy-routes ens7` was removed: %v", err)
+	}
+}

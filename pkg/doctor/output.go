@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -152,6 +153,11 @@ func WritePrometheus(w io.Writer, r *Report) error {
 		metric("load15", "15-minute load average.", val(r.Load.Load15))
 		metric("cpus", "CPUs counted in /proc/stat.", val(r.Load.CPUs))
 	}
+	if r.ECS != nil {
+		metric("ecs_front_installed", "1 when ECS_CNI_PLUGINS_PATH names an installed ec2-policy-routes front.", val(b2i(r.ECS.Installed)))
+		metric("ecs_front_missing_plugins", "Plugins the ECS agent uses that do not resolve in the front's directory.", val(len(r.ECS.Missing)))
+		metric("ecs_front_stale_fronts", "Front binaries that differ from the package's binary.", val(len(r.ECS.Stale)))
+	}
 	var rules, routes, orphans int
 	for _, ns := range r.Namespaces {
 		rules += len(ns.Rules)
@@ -171,6 +177,7 @@ func WritePrometheus(w io.Writer, r *Report) error {
 
 // Usage is the doctor's help text.
 const Usage = `usage: ec2-policy-routes doctor [--json | --prometheus] [--root DIR] [--systemctl PATH|none] [--skip-netns]
+       ec2-policy-routes doctor --stale-locks [--root DIR]
 
 Checks this host for the amazon-ec2-net-utils stuck-loop failure and for the
 setup ec2-policy-routes expects, and lists per network namespace the rules and
@@ -180,7 +187,10 @@ Checks: setup-policy-routes processes waiting for interfaces missing from
 /sys/class/net; stale ec2-net-utils lock files (owner dead); policy-routes@ and
 refresh-policy-routes@ units (via systemctl); whether ec2-net-utils' udev rule
 is overridden for task ENIs; the iproute2 protocol name; systemd-networkd's
-ManageForeignRoutingPolicyRules; the installed binary; load average.
+ManageForeignRoutingPolicyRules; the installed binary; the ECS front (ECS_CNI_PLUGINS_PATH
+in /etc/ecs/ecs.config names an ` + "`ecs install`" + `ed front, every plugin the agent uses resolves
+there, its upstream answers --capabilities — seen through the running agent's container
+— and its binaries match /opt/cni/bin/ec2-policy-routes); load average.
 
 Output: text (default), --json (one document, for SSM Run Command), or
 --prometheus (node_exporter textfile format; write to a temporary file and
@@ -200,6 +210,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, version 
 	root := fs.String("root", "/", "read host paths (/proc, /run, /sys, /etc, ...) below `DIR` (fixtures, copied trees)")
 	systemctl := fs.String("systemctl", "", "systemctl `binary`; none skips the unit check (default: from PATH when --root is /)")
 	skipNetns := fs.Bool("skip-netns", false, "do not scan network namespaces")
+	staleLocks := fs.Bool("stale-locks", false, "only print the stale ec2-net-utils lock files (owner dead or PID reused), one path a line, for `xargs -r rm -f --`")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, Usage)
 		fs.PrintDefaults()
@@ -214,6 +225,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, version 
 		fmt.Fprintf(stderr, "doctor: unexpected argument %q\n", fs.Arg(0))
 		fs.Usage()
 		return 2
+	}
+	if *staleLocks {
+		return printStaleLocks(ctx, *root, stdout, stderr)
 	}
 	if *asJSON && *asProm {
 		fmt.Fprintln(stderr, "doctor: --json and --prometheus are exclusive")
@@ -238,6 +252,23 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, version 
 	}
 	if !rep.Healthy {
 		return 1
+	}
+	return 0
+}
+
+// printStaleLocks lists the lock files nobody holds any more: their owner is
+// dead or its PID now runs another program. A lock whose owner is a live
+// setup-policy-routes, however it was started, is never listed.
+func printStaleLocks(ctx context.Context, root string, stdout, stderr io.Writer) int {
+	rep, err := Run(ctx, Options{Root: root, Systemctl: "none", SkipNetns: true})
+	if err != nil {
+		fmt.Fprintf(stderr, "doctor: %v\n", err)
+		return 2
+	}
+	for _, lf := range rep.LockFiles {
+		if lf.Stale {
+			fmt.Fprintln(stdout, filepath.Join(root, lf.Path))
+		}
 	}
 	return 0
 }

@@ -29,6 +29,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -143,7 +144,9 @@ func (o Options) withEnv() Options {
 }
 
 // ParseLevel maps debug|info|warn|error (any case; "warning" too; "" is
-// info) to a slog level.
+// info) to a slog level. It is the one parser of a level: config validation,
+// the environment override and the logger all use it, and LevelName is the
+// one spelling, so a level that validates is the level that runs.
 func ParseLevel(s string) (slog.Level, error) {
 	switch strings.ToLower(strings.TrimSpace(s)) {
 	case "debug":
@@ -156,6 +159,20 @@ func ParseLevel(s string) (slog.Level, error) {
 		return slog.LevelError, nil
 	}
 	return slog.LevelInfo, fmt.Errorf("log level %q is not debug, info, warn or error", s)
+}
+
+// LevelName is the canonical (lower-case) name of one of ParseLevel's
+// levels, as configurations spell it.
+func LevelName(l slog.Level) string {
+	switch {
+	case l <= slog.LevelDebug:
+		return "debug"
+	case l <= slog.LevelInfo:
+		return "info"
+	case l <= slog.LevelWarn:
+		return "warn"
+	}
+	return "error"
 }
 
 func parseSize(s string) (int64, error) {
@@ -241,8 +258,9 @@ func NewFile(path string, maxSize int64, maxBackups int, stderr io.Writer) *File
 func (f *File) Path() string { return f.path }
 
 // Write appends p, rotating first if p would take the file past its size.
-// It never returns an error to the logger for an unavailable file: the
-// plugin must work without its log.
+// It never returns an error to the logger and never blocks for long: the
+// plugin must work without its log. The first failure is explained on
+// stderr, later records are dropped.
 func (f *File) Write(p []byte) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -256,51 +274,93 @@ func (f *File) Write(p []byte) (int, error) {
 			return len(p), nil
 		}
 	}
-	if err := flock(f.lockFd, unix.LOCK_EX); err != nil {
-		return 0, fmt.Errorf("lock %s.lock: %w", f.path, err)
+	if err := f.writeLocked(p); err != nil {
+		f.failed = true
+		notice(f.stderr, "cannot write log file %s: %v; continuing without a log file", f.path, err)
+	}
+	return len(p), nil
+}
+
+// lockWait bounds the wait for another process's rotation or write: they
+// take microseconds, so a lock held this long is held by something stuck.
+var lockWait = 2 * time.Second
+
+// writeLocked does the size check, rotation and write under the lock.
+func (f *File) writeLocked(p []byte) error {
+	if err := flockBounded(f.lockFd, lockWait); err != nil {
+		return fmt.Errorf("lock %s.lock: %w", f.path, err)
 	}
 	defer func() { _ = flock(f.lockFd, unix.LOCK_UN) }()
 
 	if err := f.ensureCurrent(); err != nil {
-		return 0, err
+		return err
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(f.fd, &st); err != nil {
-		return 0, fmt.Errorf("stat %s: %w", f.path, err)
+		return fmt.Errorf("stat %s: %w", f.path, err)
 	}
 	if st.Size > 0 && st.Size+int64(len(p)) > f.maxSize {
 		if err := f.rotate(); err != nil {
-			return 0, err
+			return err
 		}
 	}
-	return writeAll(f.fd, p)
+	_, err := writeAll(f.fd, p)
+	return err
 }
 
-// open creates the directory and opens the lock file and the log.
+// flockBounded takes an exclusive flock, giving up after limit. The
+// uncontended case is one non-blocking call; otherwise a blocking flock
+// runs on its own goroutine and is abandoned at the deadline (it cannot be
+// interrupted; the process is about to exit and its fds with it).
+func flockBounded(fd int, limit time.Duration) error {
+	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err == nil {
+		return nil
+	} else if err != unix.EWOULDBLOCK && err != unix.EINTR {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- flock(fd, unix.LOCK_EX) }()
+	timer := time.NewTimer(limit)
+	defer timer.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-timer.C:
+		return fmt.Errorf("held by another process for more than %s", limit)
+	}
+}
+
+// open creates the directory, opens the log and then, only for a regular
+// file, the lock file beside it: a device, FIFO or socket at the log path
+// (logFile "/dev/stderr", a FIFO nobody reads) never gets a stray
+// "<path>.lock" next to it.
 func (f *File) open() error {
 	dir := filepath.Dir(f.path)
 	if err := os.MkdirAll(dir, dirMode); err != nil {
+		return err
+	}
+	if err := f.openLog(); err != nil {
 		return err
 	}
 	// O_NOFOLLOW here and in openLog: a root process must not append to,
 	// or fchmod, whatever a symlink planted at the log path points to.
 	lfd, err := unix.Open(f.path+".lock", unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC|unix.O_NOFOLLOW, fileMode)
 	if err != nil {
+		_ = unix.Close(f.fd)
+		f.fd = -1
 		return fmt.Errorf("open lock file: %w", err)
 	}
 	f.lockFd = lfd
-	if err := f.openLog(); err != nil {
-		_ = unix.Close(lfd)
-		f.lockFd = -1
-		return err
-	}
 	return nil
 }
 
+// openLog opens the log path for appending, regular files only. O_NONBLOCK:
+// opening a FIFO for writing without a reader would otherwise block the
+// plugin until the runtime kills it; it is harmless on a regular file.
 func (f *File) openLog() error {
-	fd, err := unix.Open(f.path, unix.O_WRONLY|unix.O_APPEND|unix.O_CREAT|unix.O_CLOEXEC|unix.O_NOFOLLOW, fileMode)
+	fd, err := unix.Open(f.path, unix.O_WRONLY|unix.O_APPEND|unix.O_CREAT|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NONBLOCK, fileMode)
 	if err != nil {
-		return err
+		return explainOpen(f.path, err)
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
@@ -309,7 +369,7 @@ func (f *File) openLog() error {
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		_ = unix.Close(fd)
-		return fmt.Errorf("not a regular file")
+		return fmt.Errorf("%s, not a regular file", fileKind(st.Mode))
 	}
 	// A file created earlier with a wider mode (or by another tool) is
 	// brought down to 0640; never widen a stricter one.
@@ -321,6 +381,35 @@ func (f *File) openLog() error {
 	}
 	f.fd, f.ino, f.dev = fd, st.Ino, uint64(st.Dev)
 	return nil
+}
+
+// explainOpen turns the errors of opening something that is not a regular
+// file (ENXIO: a FIFO without a reader; ELOOP: a symlink such as
+// /dev/stderr) into the reason an operator needs.
+func explainOpen(path string, err error) error {
+	var st unix.Stat_t
+	if unix.Lstat(path, &st) == nil && st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return fmt.Errorf("%s, not a regular file (%w)", fileKind(st.Mode), err)
+	}
+	return err
+}
+
+func fileKind(mode uint32) string {
+	switch mode & unix.S_IFMT {
+	case unix.S_IFIFO:
+		return "a FIFO"
+	case unix.S_IFLNK:
+		return "a symlink"
+	case unix.S_IFCHR:
+		return "a character device"
+	case unix.S_IFBLK:
+		return "a block device"
+	case unix.S_IFSOCK:
+		return "a socket"
+	case unix.S_IFDIR:
+		return "a directory"
+	}
+	return "not a regular file"
 }
 
 // ensureCurrent reopens the log if another process rotated it since this one

@@ -13,6 +13,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func env(m map[string]string) func(string) string {
@@ -425,5 +428,82 @@ func BenchmarkWrite(b *testing.B) {
 	defer closeFn()
 	for b.Loop() {
 		log.Info("DEL", "container", "0123456789abcdef", "outcome", "ok")
+	}
+}
+
+func TestLevelNameRoundTrip(t *testing.T) {
+	for _, name := range []string{"debug", "info", "warn", "error"} {
+		l, err := ParseLevel(strings.ToUpper(name))
+		if err != nil || LevelName(l) != name {
+			t.Errorf("%s: ParseLevel → %v %v → LevelName %q", name, l, err, LevelName(l))
+		}
+	}
+}
+
+// A log path that is not a regular file never blocks the invocation (a FIFO
+// without a reader blocked open(2) until the runtime killed the plugin),
+// never gets a "<path>.lock" beside it, and the notice says why.
+func TestNonRegularLogPathNeverBlocks(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo.log")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stderrLink := filepath.Join(dir, "stderr.log") // what /dev/stderr is: a symlink
+	if err := os.Symlink("/proc/self/fd/2", stderrLink); err != nil {
+		t.Fatal(err)
+	}
+	sub := filepath.Join(dir, "a-dir.log")
+	if err := os.Mkdir(sub, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for path, why := range map[string]string{fifo: "a FIFO, not a regular file", stderrLink: "a symlink, not a regular file", sub: "not a regular file"} {
+		var stderr bytes.Buffer
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			log, closeFn := New(Options{File: path, Stderr: &stderr, Getenv: env(nil)})
+			log.Info("ADD")
+			closeFn()
+		}()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: logging blocked", path)
+		}
+		if !strings.Contains(stderr.String(), why) || !strings.Contains(stderr.String(), path) {
+			t.Errorf("%s: notice %q does not say %q", path, stderr.String(), why)
+		}
+		if _, err := os.Lstat(path + ".lock"); err == nil {
+			t.Errorf("%s: lock file created beside a non-regular log path", path)
+		}
+	}
+}
+
+// A lock held by a stuck process bounds the write; the record is dropped
+// with a notice instead of hanging the plugin.
+func TestStuckLockHolderBoundsWrite(t *testing.T) {
+	defer func(d time.Duration) { lockWait = d }(lockWait)
+	lockWait = 100 * time.Millisecond
+	path := filepath.Join(t.TempDir(), "p.log")
+	holder, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	if err := unix.Flock(int(holder.Fd()), unix.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	log, closeFn := New(Options{File: path, Stderr: &stderr, Getenv: env(nil)})
+	start := time.Now()
+	log.Info("ADD")
+	log.Info("ADD again")
+	closeFn()
+	if el := time.Since(start); el > 2*time.Second {
+		t.Errorf("writes took %v with the lock held elsewhere", el)
+	}
+	if got := stderr.String(); strings.Count(got, "cannot write log file") != 1 || !strings.Contains(got, "held by another process") {
+		t.Errorf("want one notice about the held lock, got %q", got)
 	}
 }

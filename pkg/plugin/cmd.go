@@ -162,6 +162,7 @@ func (p *Plugin) add(args *skel.CmdArgs) (*Outcome, error) {
 		}
 	}
 	p.applyAltNames(cfg, args, t, sel, links, metas, out)
+	markLinks(args, t, sel, links, out)
 	if quiet(p.ctx()) {
 		return out, nil // Run: the caller reports the result
 	}
@@ -247,25 +248,9 @@ func (p *Plugin) del(args *skel.CmdArgs, out *Outcome) error {
 	if err != nil {
 		return errCode(types.ErrIOFailure, err)
 	}
-	tables := st.OrphanTables()
-	for _, name := range delNames(cfg, args) {
-		link, err := t.h.Netlink().LinkByName(name)
-		if err != nil {
-			continue // gone or moved out: its tables are orphans now
-		}
-		if tb := st.OurTableByLink[link.Attrs().Index]; tb != 0 {
-			tables[tb] = true
-		}
+	if err := release(t, st, cfg, args, out); err != nil {
+		return err
 	}
-	rules, routes := st.InTables(tables)
-	changes, err := t.h.Apply(plan.Diff{DelRules: rules, DelRoutes: routes})
-	if err != nil {
-		return errCode(types.ErrIOFailure, fmt.Errorf("remove policy routing: %w", err))
-	}
-	for _, c := range changes {
-		out.Removed = append(out.Removed, c.Summary)
-	}
-	out.Tables = sortedKeys(tables)
 	p.releaseAltNames(args, t, out)
 	return nil
 }
@@ -313,10 +298,14 @@ func (p *Plugin) check(args *skel.CmdArgs, _ *Outcome) error {
 	}
 	var problems []string
 	var ifaces []plan.Interface
-	for _, s := range sel {
-		link, err := t.h.Netlink().LinkByName(s.name)
+	owned, _, err := ownedLinks(t, attachmentOf(args), claims(cfg, args))
+	if err != nil {
+		return errCode(types.ErrIOFailure, err)
+	}
+	for i, s := range sel {
+		link, err := checkedLink(t, owned[i])
 		if err != nil {
-			problems = append(problems, fmt.Sprintf("interface %s is missing", s.name))
+			problems = append(problems, err.Error())
 			continue
 		}
 		// CHECK never calls IMDS: it verifies what the prevResult and

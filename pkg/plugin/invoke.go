@@ -10,6 +10,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/config"
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/logging"
 )
 
 // LoggerFactory builds an invocation's logger from the configured logFile
@@ -48,9 +49,10 @@ func logSettings(stdin []byte) (file, level string) {
 	if c.LogFile != "" {
 		file = c.LogFile
 	}
-	switch c.LogLevel {
-	case "debug", "info", "warn", "error":
-		level = c.LogLevel
+	if c.LogLevel != "" {
+		if lvl, err := logging.ParseLevel(c.LogLevel); err == nil {
+			level = logging.LevelName(lvl)
+		}
 	}
 	return file, level
 }

@@ -151,3 +151,31 @@ func TestInvocationLineReachesConfiguredFile(t *testing.T) {
 		t.Errorf("STATUS without a logger: %v", err)
 	}
 }
+
+// A level that passes config validation is the level the logger runs at:
+// "DEBUG" validated and then ran at info while invoke matched lower case
+// only.
+func TestLogLevelAnyCaseRunsAsValidated(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"DEBUG", "debug"}, {"Warn", "warn"}, {"warning", "warn"}, {"ERROR", "error"}, {"info", "info"},
+	} {
+		stdin := []byte(`{"cniVersion":"1.0.0","name":"n","type":"ec2-policy-routes","logLevel":"` + tc.in + `"}`)
+		cfg, err := config.Parse(stdin)
+		if err != nil {
+			t.Fatalf("%s: config rejected: %v", tc.in, err)
+		}
+		c := &capture{}
+		p := &Plugin{NewLogger: c.factory}
+		_ = p.Status(&skel.CmdArgs{StdinData: stdin})
+		if c.level != tc.want || cfg.LogLevel != tc.want {
+			t.Errorf("%s: logger level %q, config %q; want %q", tc.in, c.level, cfg.LogLevel, tc.want)
+		}
+	}
+	c := &capture{}
+	p := &Plugin{NewLogger: c.factory}
+	_ = p.Status(&skel.CmdArgs{StdinData: []byte(`{"cniVersion":"1.0.0","name":"n","type":"ec2-policy-routes","logLevel":"DEBUG"}`)})
+	p.log().Debug("probe")
+	if !strings.Contains(c.buf.String(), `"msg":"probe"`) {
+		t.Errorf("logLevel DEBUG: debug record not written: %s", c.buf.String())
+	}
+}

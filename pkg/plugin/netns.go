@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/kernel"
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/plan"
 )
 
 // target is an open task network namespace with a netlink handle in it.
@@ -66,15 +67,15 @@ func openTarget(path string) (*target, error) {
 		return nil, fmt.Errorf("%w: %w", errNoNetns,
 			types.NewError(types.ErrInvalidEnvironmentVariables, fmt.Sprintf("CNI_NETNS %s is not a network namespace", path), ""))
 	}
-	own, err := isOwnNetns(int(n.Fd()))
+	refusal, err := hostNetnsRefusal(int(n.Fd()))
 	if err != nil {
 		_ = n.Close()
 		return nil, types.NewError(types.ErrIOFailure, fmt.Sprintf("compare CNI_NETNS with the plugin's namespace: %v", err), "")
 	}
-	if own {
+	if refusal != "" {
 		_ = n.Close()
 		return nil, types.NewError(types.ErrInvalidNetworkConfig,
-			fmt.Sprintf("CNI_NETNS %s is the plugin's own (host) network namespace; refusing to install policy routing there", path), "")
+			fmt.Sprintf("CNI_NETNS %s is %s; refusing to install policy routing there", path, refusal), "")
 	}
 	h, err := kernel.NewHandle(n.Fd())
 	if err != nil {
@@ -84,18 +85,26 @@ func openTarget(path string) (*target, error) {
 	return &target{path: path, ns: n, h: h}, nil
 }
 
-// isOwnNetns compares the namespace at fd with the one this thread runs in,
-// by device and inode as the kernel identifies namespaces.
-func isOwnNetns(fd int) (bool, error) {
-	var a, b unix.Stat_t
+// hostNetnsRefusal compares the namespace at fd with the one this thread
+// runs in and with PID 1's (see plan.HostNetnsRefusal).
+func hostNetnsRefusal(fd int) (string, error) {
+	var a, b, init unix.Stat_t
 	if err := unix.Fstat(fd, &a); err != nil {
-		return false, err
+		return "", err
 	}
 	self := fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid())
 	if err := unix.Stat(self, &b); err != nil {
-		return false, err
+		return "", err
 	}
-	return a.Dev == b.Dev && a.Ino == b.Ino, nil
+	var pid1 plan.NetnsID
+	if unix.Stat("/proc/1/ns/net", &init) == nil {
+		pid1 = netnsID(init)
+	}
+	return plan.HostNetnsRefusal(netnsID(a), netnsID(b), pid1), nil
+}
+
+func netnsID(st unix.Stat_t) plan.NetnsID {
+	return plan.NetnsID{Dev: uint64(st.Dev), Ino: st.Ino}
 }
 
 // nsGetNSType is NS_GET_NSTYPE, _IO(0xb7, 0x3) in linux/nsfs.h (Linux 4.11+).

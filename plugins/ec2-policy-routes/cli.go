@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/doctor"
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/ecsinstall"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/logging"
 )
 
@@ -23,7 +24,15 @@ Run by a person (CNI_COMMAND unset):
   ec2-policy-routes doctor [--json|--prometheus] [--root DIR] [--systemctl PATH|none] [--skip-netns]
         check the host for stuck ec2-net-utils setup-policy-routes processes, stale
         locks, policy-routes@ units, the udev override, and list the rules/routes this
-        plugin owns per network namespace. Exit 0 healthy, 1 problems found.
+        plugin owns per network namespace, and the ECS front. Exit 0 healthy, 1 problems found.
+  ec2-policy-routes doctor --stale-locks [--root DIR]
+        print the stale ec2-net-utils lock files, one a line (for xargs -r rm -f --).
+  ec2-policy-routes ecs install [--dir DIR] [--upstream UP] [--config FILE] [--write] [--ecs-config PATH]
+        run under the stock ECS agent: lay out DIR (default /var/lib/ecs/ec2-policy-routes/cni-plugins)
+        with this binary as vpc-eni/vpc-branch-eni in front of UP's (default /amazon-ecs-cni-plugins),
+        print (--write: set) ECS_CNI_PLUGINS_PATH=DIR in /etc/ecs/ecs.config; then systemctl restart ecs
+  ec2-policy-routes ecs uninstall [--dir DIR] [--write]    remove it (--write: and the ecs.config line)
+  ec2-policy-routes ecs refresh  rewrite installed fronts with this binary (the package does it on upgrade)
   ec2-policy-routes --version    print the version
   ec2-policy-routes --help       this text
 
@@ -45,6 +54,10 @@ func command(args []string, stdout, stderr io.Writer) (code int, ok bool) {
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 		defer stop()
 		return doctor.Main(ctx, args[1:], stdout, stderr, Version), true
+	case "ecs":
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+		defer stop()
+		return ecsinstall.Main(ctx, args[1:], stdout, stderr), true
 	case "--version", "-version", "version", "-v":
 		fmt.Fprintf(stdout, "ec2-policy-routes %s\n", Version)
 		return 0, true

@@ -26,6 +26,15 @@ func TestCommandDispatch(t *testing.T) {
 	if code, ok, _, _ := run("doctor", "--bogus-flag"); !ok || code != 2 {
 		t.Errorf("doctor usage error: %d %v", code, ok)
 	}
+	if code, ok, _, errs := run("ecs"); !ok || code != 2 || !strings.Contains(errs, "ecs install") {
+		t.Errorf("ecs without a verb: %d %v %q", code, ok, errs)
+	}
+	if code, ok, _, _ := run("ecs", "install", "--bogus"); !ok || code != 2 {
+		t.Errorf("ecs usage error: %d %v", code, ok)
+	}
+	if _, _, out, _ := run("--help"); !strings.Contains(out, "ecs install") {
+		t.Errorf("--help lacks ecs install: %q", out)
+	}
 	// No arguments: skel's "about" output, as before.
 	if _, ok, _, _ := run(); ok {
 		t.Error("bare invocation must stay with skel")

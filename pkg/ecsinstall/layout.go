@@ -1,0 +1,189 @@
+package ecsinstall
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/ecsfront"
+)
+
+// trustedOwner is the StrictModes rule of ecsfront.CheckTrusted with one
+// extension: an entry owned by this process's own user is as safe for it
+// as a root-owned one (as root the two are the same, which is how install
+// runs; without root it lets the tests run the same code).
+func trustedOwner(uid uint32) bool { return uid == 0 || uid == uint32(os.Geteuid()) }
+
+// CheckTrusted applies that rule to path and every directory above it,
+// following symlinks like ecsfront.CheckTrusted.
+func CheckTrusted(path string) error {
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return err
+	}
+	for p := real; ; p = filepath.Dir(p) {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		if err := checkTrustedEntry(p, fi, p == real); err != nil {
+			return err
+		}
+		if p == "/" {
+			return nil
+		}
+	}
+}
+
+// checkTrustedEntry judges one file or directory; leaf is the entry the
+// walk started from (a sticky directory protects entries below it only).
+func checkTrustedEntry(p string, fi fs.FileInfo, leaf bool) error {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fmt.Errorf("%s: cannot read owner", p)
+	}
+	if !trustedOwner(st.Uid) {
+		return fmt.Errorf("%w: %s is owned by uid %d, not root", ecsfront.ErrUntrusted, p, st.Uid)
+	}
+	writable := fi.Mode().Perm()&0o022 != 0
+	sticky := fi.IsDir() && fi.Mode()&fs.ModeSticky != 0
+	if writable && !(sticky && !leaf) {
+		return fmt.Errorf("%w: %s is writable by group or others (mode %v)", ecsfront.ErrUntrusted, p, fi.Mode().Perm())
+	}
+	return nil
+}
+
+// ensureDir creates dir and any missing parent 0755, after checking that
+// the deepest existing ancestor and everything above it is trusted, and
+// that an existing dir is too. It returns the directories it created.
+func ensureDir(dir string) (created []string, err error) {
+	var missing []string
+	p := dir
+	for {
+		if _, err := os.Lstat(p); err == nil {
+			break
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		missing = append(missing, p)
+		if p == "/" {
+			break
+		}
+		p = filepath.Dir(p)
+	}
+	if err := CheckTrusted(p); err != nil {
+		return nil, fmt.Errorf("refusing to install below an untrusted directory: %w", err)
+	}
+	for i := len(missing) - 1; i >= 0; i-- {
+		if err := os.Mkdir(missing[i], 0o755); err != nil {
+			return created, err
+		}
+		if err := os.Chmod(missing[i], 0o755); err != nil { // not the umask's choice
+			return created, err
+		}
+		created = append(created, missing[i])
+	}
+	if fi, err := os.Stat(dir); err != nil {
+		return created, err
+	} else if !fi.IsDir() {
+		return created, fmt.Errorf("%s is not a directory", dir)
+	}
+	return created, nil
+}
+
+// atomicWrite writes data to a temporary file beside path, sets its mode
+// (and owner when uid >= 0), syncs and renames it over path: a reader sees
+// the old file or the new one, never a partial one.
+func atomicWrite(path string, data []byte, mode os.FileMode, uid, gid int) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
+	if err != nil {
+		return err
+	}
+	name := tmp.Name()
+	defer os.Remove(name) // after the rename: ENOENT, ignored
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if uid >= 0 {
+		if err := tmp.Chown(uid, gid); err != nil {
+			tmp.Close()
+			return err
+		}
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(name, path); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// atomicSymlink points path at target through a rename, replacing
+// whatever was there.
+func atomicSymlink(target, path string) error {
+	tmp := filepath.Join(filepath.Dir(path), fmt.Sprintf(".%s.tmp-link-%d", filepath.Base(path), os.Getpid()))
+	_ = os.Remove(tmp)
+	if err := os.Symlink(target, tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// sameFile reports whether path is a regular file with exactly data,
+// mode and a trusted owner: nothing to rewrite.
+func sameFile(path string, data []byte, mode os.FileMode) bool {
+	fi, err := os.Lstat(path)
+	if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm() != mode {
+		return false
+	}
+	if checkTrustedEntry(path, fi, true) != nil {
+		return false
+	}
+	old, err := os.ReadFile(path)
+	return err == nil && bytes.Equal(old, data)
+}
+
+// FileSum is the SHA-256 of a file's content.
+func FileSum(path string) ([32]byte, error) {
+	var sum [32]byte
+	f, err := os.Open(path)
+	if err != nil {
+		return sum, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return sum, err
+	}
+	copy(sum[:], h.Sum(nil))
+	return sum, nil
+}

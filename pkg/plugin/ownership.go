@@ -1,0 +1,145 @@
+package plugin
+
+import (
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/vishvananda/netlink"
+
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/config"
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/kernel"
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/plan"
+)
+
+// Ownership marks (see plan.OwnLinks): ADD sets them, DEL and CHECK resolve
+// the attachment's links with them, DEL clears them. Like altnames, a mark
+// the kernel refuses never fails a verb: DEL and CHECK then fall back to the
+// link's name, and the log line's note says so.
+
+func attachmentOf(args *skel.CmdArgs) plan.Attachment {
+	return plan.Attachment{ContainerID: args.ContainerID, IfName: args.IfName}
+}
+
+// claims lists the interfaces DEL or CHECK is about: delNames' choice, with
+// each one's MAC when prevResult gives it.
+func claims(cfg *config.Config, args *skel.CmdArgs) []plan.Claim {
+	if sel, err := selectInterfaces(cfg, args); err == nil {
+		out := make([]plan.Claim, 0, len(sel))
+		for _, s := range sel {
+			out = append(out, plan.Claim{Name: s.name, MAC: prevResultMAC(cfg, s.ifIndex)})
+		}
+		return out
+	}
+	names := delNames(cfg, args)
+	out := make([]plan.Claim, 0, len(names))
+	for _, n := range names {
+		out = append(out, plan.Claim{Name: n})
+	}
+	return out
+}
+
+// prevResultMAC is the MAC prevResult gives interface i, normalised, or "".
+func prevResultMAC(cfg *config.Config, i int) string {
+	if cfg.PrevResult == nil || i < 0 || i >= len(cfg.PrevResult.Interfaces) {
+		return ""
+	}
+	hw, err := net.ParseMAC(cfg.PrevResult.Interfaces[i].Mac)
+	if err != nil {
+		return ""
+	}
+	return hw.String()
+}
+
+// ownedLinks resolves claims to the attachment's own links in t.
+func ownedLinks(t *target, att plan.Attachment, cs []plan.Claim) ([]plan.Owned, []plan.Link, error) {
+	links, err := t.h.Links()
+	if err != nil {
+		return nil, nil, err
+	}
+	return plan.OwnLinks(att, cs, links), links, nil
+}
+
+// markLinks records on each link ADD configured that it is this
+// attachment's.
+func markLinks(args *skel.CmdArgs, t *target, sel []selected, links []netlink.Link, out *Outcome) {
+	observed, err := t.h.Links()
+	if err != nil {
+		addNote(out, "ownership marks not set: %v", err)
+		return
+	}
+	configured := make(map[string]int, len(sel))
+	for i, s := range sel {
+		configured[s.name] = links[i].Attrs().Index
+	}
+	changes, skipped := plan.Marking(attachmentOf(args), configured, observed)
+	for _, s := range skipped {
+		addNote(out, "%s", s)
+	}
+	for _, c := range changes {
+		if err := t.h.SetAlias(c.Index, c.Alias); err != nil {
+			addNote(out, "ownership mark on link #%d: %v", c.Index, err)
+		}
+	}
+}
+
+// unmarkLinks clears the marks of the links DEL released.
+func unmarkLinks(t *target, indexes []int, out *Outcome) {
+	for _, idx := range indexes {
+		if err := t.h.SetAlias(idx, ""); err != nil {
+			addNote(out, "ownership mark on link #%d: %v", idx, err)
+		}
+	}
+}
+
+// noteOwnership says in the log line why DEL left a link alone, and when
+// it matched a link holding routing of ours by name only (the ambiguous
+// case: configured by a version without marks).
+func noteOwnership(owned []plan.Owned, tableByLink map[int]int, out *Outcome) {
+	for _, o := range owned {
+		switch {
+		case o.Foreign:
+			addNote(out, "%s: left alone", o.Why)
+		case o.Ambiguous && tableByLink[o.Index] != 0:
+			addNote(out, "interface %s: no ownership mark on its link, matched by name", o.Claim.Name)
+		}
+	}
+}
+
+// checkedLink is the link CHECK verifies for a claim, or why there is none.
+func checkedLink(t *target, o plan.Owned) (netlink.Link, error) {
+	if o.Index == 0 {
+		return nil, errors.New(o.Why)
+	}
+	link, err := t.h.Netlink().LinkByIndex(o.Index)
+	if err != nil {
+		return nil, fmt.Errorf("interface %s is missing", o.Claim.Name)
+	}
+	return link, nil
+}
+
+// release removes the routing of the attachment's own links (by MAC or
+// ownership mark, whatever their name now) and of the orphan tables (a link
+// gone or moved out), then clears the links' marks.
+func release(t *target, st *kernel.State, cfg *config.Config, args *skel.CmdArgs, out *Outcome) error {
+	att := attachmentOf(args)
+	owned, links, err := ownedLinks(t, att, claims(cfg, args))
+	if err != nil {
+		return errCode(types.ErrIOFailure, err)
+	}
+	rel := plan.Released(att, owned, links, st.OurTableByLink, st.OrphanTables())
+	rules, routes := st.InTables(rel.Tables)
+	changes, err := t.h.Apply(plan.Diff{DelRules: rules, DelRoutes: routes})
+	if err != nil {
+		return errCode(types.ErrIOFailure, fmt.Errorf("remove policy routing: %w", err))
+	}
+	for _, c := range changes {
+		out.Removed = append(out.Removed, c.Summary)
+	}
+	out.Tables = sortedKeys(rel.Tables)
+	noteOwnership(owned, st.OurTableByLink, out)
+	unmarkLinks(t, rel.Unmark, out)
+	return nil
+}
