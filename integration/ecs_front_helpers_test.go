@@ -29,6 +29,7 @@ import (
 
 	h "github.com/ec2-policy-routes/ec2-policy-routes/integration/harness"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/ecsfront"
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/plan"
 )
 
 var (
@@ -316,6 +317,9 @@ func assertENIInHost(t *testing.T, e *taskENI) {
 	}
 	if l.Attrs().HardwareAddr.String() != e.MAC.String() {
 		t.Fatalf("%s has MAC %s, want %s", e.hostName(), l.Attrs().HardwareAddr, e.MAC)
+	}
+	if plan.IsMark(l.Attrs().Alias) {
+		t.Fatalf("%s came back to the host with our ownership mark %q", e.hostName(), l.Attrs().Alias)
 	}
 }
 

@@ -27,6 +27,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -149,6 +150,12 @@ func (f *fake) parse(stdin []byte) (*eni, error) {
 
 func byMAC(h *netlink.Handle, mac net.HardwareAddr) (netlink.Link, error) {
 	links, err := h.LinkList()
+	// Concurrent ADDs move links while we dump and the kernel flags the
+	// dump as interrupted: retry it, so that the stand-in is not the flaky
+	// part of a concurrency test.
+	for i := 0; i < 10 && errors.Is(err, netlink.ErrDumpInterrupted); i++ {
+		links, err = h.LinkList()
+	}
 	if err != nil {
 		return nil, err
 	}
