@@ -192,6 +192,10 @@ func TestECSFrontMisbehavingUpstream(t *testing.T) {
 			if got := l.calls("vpc-eni"); !slices.Equal(got, []string{"ADD", "DEL"}) {
 				t.Fatalf("upstream calls %v, want [ADD DEL]", got)
 			}
+			by := map[bool]string{true: "upstream", false: "front"}[tc.mode == "fail"]
+			if m := l.logLines(t)[0]; m["verb"] != "ADD" || m["outcome"] != "error" || m["by"] != by || len(m["upstream"].([]any)) != 2 {
+				t.Fatalf("ADD log line %v, want an error by %s with two upstream runs (ADD, DEL)", m, by)
+			}
 			if err := a.del(t, eni.eniConf(false), task, "task-"+tc.mode); err != nil {
 				t.Fatalf("agent DEL after the failed ADD: %v", err)
 			}

@@ -77,16 +77,20 @@ func (r *callRecord) write(log *slog.Logger) {
 	}
 	attrs = append(attrs, r.oursAttrs()...)
 	level := slog.LevelInfo
+	// outcome is "ok" or "error"; by says whose failure it was: the
+	// front's (a CNI error of ours, with code), the upstream's (its exit
+	// status and output passed through), or a refusal before any run.
 	switch {
 	case r.err != nil:
 		level = slog.LevelError
-		attrs = append(attrs, slog.String("outcome", "error"), slog.Uint64("code", uint64(r.err.Code)), slog.String("error", r.err.Msg))
+		attrs = append(attrs, slog.String("outcome", "error"), slog.String("by", "front"),
+			slog.Uint64("code", uint64(r.err.Code)), slog.String("error", r.err.Msg))
 	case r.exit != 0 && len(r.upstream) == 0:
 		level = slog.LevelError
-		attrs = append(attrs, slog.String("outcome", "refused"), slog.Int("exit", r.exit))
+		attrs = append(attrs, slog.String("outcome", "error"), slog.String("by", "refused"), slog.Int("exit", r.exit))
 	case r.exit != 0:
 		level = slog.LevelError
-		attrs = append(attrs, slog.String("outcome", "upstream failed"), slog.Int("exit", r.exit))
+		attrs = append(attrs, slog.String("outcome", "error"), slog.String("by", "upstream"), slog.Int("exit", r.exit))
 	default:
 		attrs = append(attrs, slog.String("outcome", "ok"))
 	}
