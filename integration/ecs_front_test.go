@@ -334,6 +334,12 @@ func TestECSFrontRefusesUntrusted(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, "real-vpc-eni is writable by group or others"},
+		{"no settings file: the agent image's upstream", func(t *testing.T, l *frontLayout) {
+			if fileExists(ecsfront.DefaultUpstreamDir) {
+				t.Skip("this host has " + ecsfront.DefaultUpstreamDir)
+			}
+			rm(t, l.Dir+"/"+ecsfront.SettingsFile)
+		}, "upstream plugin /amazon-ecs-cni-plugins/vpc-eni does not exist"},
 		{"upstream is a front", func(t *testing.T, l *frontLayout) { l.Settings["upstream"] = l.Dir; l.writeSettings(t) }, "started by an ec2-policy-routes front"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
