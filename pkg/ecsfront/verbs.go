@@ -32,15 +32,15 @@ func (fr *front) add(stdin []byte) int {
 	if err != nil {
 		return fr.fail(types.NewError(types.ErrInvalidNetworkConfig, err.Error(), ""))
 	}
+	upTimeout, _ := fr.settings.upstreamTimeout() // validated with the settings
 	if len(facts.Addrs) == 0 {
-		fr.rec.addNote("config lists no ENI address: upstream only")
-		return fr.relayVerb(path, "ADD", stdin, DefaultUpstreamTimeout)
+		fr.rec.addNote("config lists no ENI address (useExistingNetwork?): upstream only")
+		return fr.relayVerb(path, "ADD", stdin, upTimeout)
 	}
 	// Everything ours can reject is rejected before the upstream runs.
 	if err := fr.preflight(facts); err != nil {
 		return fr.fail(err)
 	}
-	upTimeout, _ := fr.settings.upstreamTimeout() // validated with the settings
 	ctx, cancel := context.WithTimeout(fr.ctx, upTimeout)
 	r := fr.run(ctx, path, "ADD", nil, stdin)
 	cancel()
