@@ -451,3 +451,33 @@ func TestECSFrontADDResultIsUpstreams(t *testing.T) {
 	assertNothingOurs(t, task.Handle(t))
 	assertENIInHost(t, eni)
 }
+
+// TestECSFrontDualStack: a dual-stack task ENI as the agent configures it
+// (IPv4 gateway only; IPv6 addresses with their prefix) gets rules for
+// both families, and DEL removes them.
+func TestECSFrontDualStack(t *testing.T) {
+	l := newFrontLayout(t, nil)
+	task, eni := newTaskNS(t), newTaskENI(t, "10.0.21.20/24", "10.0.21.1")
+	conf := bytes.Replace(eni.eniConf(false), []byte(`"10.0.21.20/24"`), []byte(`"10.0.21.20/24","2600:1f14:21::20/64"`), 1)
+	a := newAgent(t, l)
+	if err := a.add(t, conf, task, "task-ds"); err != nil {
+		t.Fatalf("ADD: %v", err)
+	}
+	nl := task.Handle(t)
+	rules, routes := h.Ours(t, nl)
+	want := []string{"from 10.0.21.20/32 lookup 10000 prio 10000", "from 2600:1f14:21::20/128 lookup 10000 prio 10000"}
+	if got := sorted(h.RuleStrings(rules)); !slices.Equal(got, want) {
+		t.Fatalf("rules %q, want %q", got, want)
+	}
+	got := routeSet(routes)
+	for _, w := range []string{"table 10000 2600:1f14:21::/64", "table 10000 fd00:ec2::254/128 blackhole", "table 10000 169.254.169.254/32 blackhole"} {
+		if !slices.Contains(got, w) {
+			t.Fatalf("routes %q lack %q", got, w)
+		}
+	}
+	if err := a.del(t, conf, task, "task-ds"); err != nil {
+		t.Fatalf("DEL: %v", err)
+	}
+	assertNothingOurs(t, nl)
+	assertENIInHost(t, eni)
+}
