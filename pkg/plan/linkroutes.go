@@ -35,7 +35,7 @@ func MainRoutesVia(main []MainRoute, linkIndex int) []Route {
 			r.Dst.Addr().IsLinkLocalUnicast() || r.Dst.Addr().IsMulticast() {
 			continue
 		}
-		out = append(out, Route{Dst: r.Dst.Masked(), Gateway: r.Gateway, OnLink: r.OnLink})
+		out = append(out, Route{Dst: r.Dst.Masked(), Type: Unicast, Gateway: r.Gateway, OnLink: r.OnLink})
 	}
 	return out
 }

@@ -190,7 +190,7 @@ func prevRoutes(res *current.Result) []plan.Route {
 		if !ok {
 			continue
 		}
-		pr := plan.Route{Dst: dst.Masked()}
+		pr := plan.Route{Dst: dst.Masked(), Type: plan.Unicast}
 		if gw, ok := netip.AddrFromSlice(r.GW); ok && r.GW != nil {
 			gw = gw.Unmap()
 			if plan.FamilyOf(gw) != plan.FamilyOf(dst.Addr()) || gw.IsUnspecified() || gw.IsMulticast() || gw.IsLoopback() {
