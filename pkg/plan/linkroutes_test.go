@@ -46,8 +46,8 @@ func TestBuildLinkRoutes(t *testing.T) {
 			},
 		},
 		{
-			name: "the same route from prevResult and main is one, not mirrored",
-			ifc:  eth0([]string{"10.0.1.10/24"}, "10.0.1.1"),
+			name:   "the same route from prevResult and main is one, not mirrored",
+			ifc:    eth0([]string{"10.0.1.10/24"}, "10.0.1.1"),
 			routes: []Route{via("10.100.0.0/16", "10.0.1.254")}, main: []Route{via("10.100.0.0/16", "10.0.1.254")},
 			want: []string{
 				"route 0.0.0.0/0 via 10.0.1.1 dev #2 table 10000",
@@ -118,8 +118,8 @@ func TestBuildLinkRoutes(t *testing.T) {
 			wantMirrored: []string{"route 169.254.1.1/32 dev #2 scope link table 10000"},
 		},
 		{
-			name: "copied gateway route outside the subnets is onlink; IPv6 link-local gateways never are",
-			ifc:  eth0([]string{"10.0.3.10/32", "2001:db8::5/128"}, "10.0.3.1", "fe80::1"),
+			name:   "copied gateway route outside the subnets is onlink; IPv6 link-local gateways never are",
+			ifc:    eth0([]string{"10.0.3.10/32", "2001:db8::5/128"}, "10.0.3.1", "fe80::1"),
 			routes: []Route{via("10.100.0.0/16", "10.0.3.254")},
 			want: []string{
 				"route 0.0.0.0/0 via 10.0.3.1 dev #2 onlink table 10000",
