@@ -46,8 +46,10 @@ func MainRoutesVia(main []MainRoute, linkIndex int) []Route {
 // next hop differs from the one the table would choose for that
 // destination without it. So a route via the table's default gateway is
 // not copied (the table already sends it there), while
-// "10.100.0.0/16 via 10.0.1.254" is. mirrored[i] tells a copy that comes
-// from main only (not demanded by CHECK).
+// "10.100.0.0/16 via 10.0.1.254" is. A main route no route of the table
+// covers is not copied either: the lookup falls through to main, which
+// has it. mirrored[i] tells a copy that comes from main only (not
+// demanded by CHECK).
 func linkCopies(ifc Interface, own, blocks []Route, families map[Family]bool) (copies []Route, mirrored []bool) {
 	type cand struct {
 		r      Route
@@ -74,7 +76,10 @@ func linkCopies(ifc Interface, own, blocks []Route, families map[Family]bool) (c
 		}
 		if !r.Dst.IsValid() || r.Dst.Bits() == 0 || !families[r.Family()] ||
 			(r.Gateway.IsValid() && FamilyOf(r.Gateway) != r.Family()) ||
-			hasDst(table, r.Dst) || sameHop(covering(table, r.Dst), r) {
+			hasDst(table, r.Dst) {
+			continue
+		}
+		if cov := covering(table, r.Dst); sameHop(cov, r) || (cov == nil && c.mirror) {
 			continue
 		}
 		table = append(table, r)

@@ -100,6 +100,15 @@ func TestBuildLinkRoutes(t *testing.T) {
 			wantMirrored: []string{"route 10.50.1.0/24 via 10.0.1.1 dev #2 table 10000"},
 		},
 		{
+			name:   "no gateway: a main route is left to main (the lookup falls through), a prevResult one is carried",
+			ifc:    eth0([]string{"10.0.1.10/24"}),
+			routes: []Route{via("10.100.0.0/16", "10.0.1.254")}, main: []Route{via("10.101.0.0/16", "10.0.1.253")},
+			want: []string{
+				"route 10.0.1.0/24 dev #2 scope link src 10.0.1.10 table 10000",
+				"route 10.100.0.0/16 via 10.0.1.254 dev #2 table 10000",
+			},
+		},
+		{
 			name: "/32 with its gateway outside: the default route is onlink",
 			ifc:  eth0([]string{"10.0.3.10/32"}, "10.0.3.1"),
 			want: []string{
