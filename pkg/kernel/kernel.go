@@ -114,7 +114,7 @@ func (st *State) addRule(r netlink.Rule) {
 		st.UsedTables[r.Table] = true
 	}
 	if int(r.Protocol) != plan.Protocol {
-		st.noteForeign(r.Table, fmt.Sprintf("rule from %v lookup %d", ruleSrc(r), r.Table), int(r.Protocol))
+		st.noteForeign(r.Table, int(r.Protocol), func() string { return fmt.Sprintf("rule from %v lookup %d", ruleSrc(r), r.Table) })
 		return
 	}
 	if pr, ok := ruleFromNetlink(r); ok {
@@ -135,11 +135,12 @@ func (st *State) addRoute(r netlink.Route) {
 		}
 		return
 	}
-	what := "route " + pr.Dst.String()
-	if pr.Type != plan.Unicast {
-		what = fmt.Sprintf("route %s %s", pr.Type, pr.Dst)
-	}
-	st.noteForeign(r.Table, what, int(r.Protocol))
+	st.noteForeign(r.Table, int(r.Protocol), func() string {
+		if pr.Type != plan.Unicast {
+			return fmt.Sprintf("route %s %s", pr.Type, pr.Dst)
+		}
+		return "route " + pr.Dst.String()
+	})
 	switch {
 	case r.Table != unix.RT_TABLE_MAIN:
 	case pr.Type.IsReject():
@@ -150,13 +151,13 @@ func (st *State) addRoute(r netlink.Route) {
 }
 
 // noteForeign records the first foreign object seen in a table other than
-// the kernel's own.
-func (st *State) noteForeign(table int, what string, proto int) {
+// the kernel's own; what is rendered only then.
+func (st *State) noteForeign(table, proto int, what func() string) {
 	if table <= 0 || plan.ValidateTable(table) != nil {
 		return
 	}
 	if _, ok := st.Foreign[table]; !ok {
-		st.Foreign[table] = plan.Foreign{What: what, Protocol: proto}
+		st.Foreign[table] = plan.Foreign{What: what(), Protocol: proto}
 	}
 }
 
