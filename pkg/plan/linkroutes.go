@@ -146,12 +146,15 @@ func coveredDirect(routes []Route, linkIndex int, gw netip.Addr) bool {
 
 // RouteOwner decides which interface a prevResult route goes through,
 // given each sandbox interface's addresses (CNI routes name no interface):
-// the sole one when there is one; else the one whose address prefixes hold
-// the gateway, when exactly one does. -1 when the route cannot be placed
-// (a gateway-less route or a link-local gateway among several interfaces):
-// such a route is not used.
+// the one whose address prefixes hold the gateway, when exactly one does;
+// with a sole interface also a default or gateway-less route (a /32
+// address's default via a gateway outside it). -1 when the route cannot be
+// placed, and is not used: among several interfaces a gateway-less route or
+// a link-local gateway; any other route whose gateway no prefix holds (main
+// reaches that gateway through whichever link it is on, and the copy of
+// main's route is what the table then carries).
 func RouteOwner(r Route, addrs [][]netip.Prefix) int {
-	if len(addrs) == 1 {
+	if len(addrs) == 1 && (!r.Gateway.IsValid() || r.Dst.Bits() == 0) {
 		return 0
 	}
 	owner := -1

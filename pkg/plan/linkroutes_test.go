@@ -225,7 +225,9 @@ func TestRouteOwner(t *testing.T) {
 		addrs [][]netip.Prefix
 		want  int
 	}{
-		{"sole interface takes any route", via("0.0.0.0/0", "10.0.3.1"), [][]netip.Prefix{{pfx("10.0.3.10/32")}}, 0},
+		{"sole interface takes its default route", via("0.0.0.0/0", "10.0.3.1"), [][]netip.Prefix{{pfx("10.0.3.10/32")}}, 0},
+		{"sole interface: a route via a gateway outside its prefixes is unplaced", via("10.100.0.0/16", "10.0.1.254"), [][]netip.Prefix{{pfx("10.0.2.10/24")}}, -1},
+		{"sole interface: a route via a gateway inside", via("10.100.0.0/16", "10.0.2.254"), [][]netip.Prefix{{pfx("10.0.2.10/24")}}, 0},
 		{"sole interface takes a gateway-less route", via("10.200.0.0/16", ""), [][]netip.Prefix{{pfx("10.0.3.10/32")}}, 0},
 		{"gateway in the second interface's subnet", via("0.0.0.0/0", "10.0.2.1"), two, 1},
 		{"gateway in the first's", via("10.100.0.0/16", "10.0.1.254"), two, 0},

@@ -24,10 +24,11 @@ func TestSelectGatewayFromRoutes(t *testing.T) {
 		wantRts [][]string
 	}{
 		{
-			name:    "sole interface: the default route's gateway, other routes carried",
-			prev:    `"interfaces":[{"name":"eth0","sandbox":"` + ns + `"}],"ips":[{"address":"10.0.3.10/32"}],"routes":[{"dst":"0.0.0.0/0","gw":"10.0.3.1"},{"dst":"10.100.0.0/16","gw":"10.0.3.254"},{"dst":"::/0","gw":"fe80::1"}]`,
+			name: "sole /32 interface: the default route's gateway; a gateway-less route carried, one via a gateway outside its prefix not",
+			prev: `"interfaces":[{"name":"eth0","sandbox":"` + ns + `"}],"ips":[{"address":"10.0.3.10/32"}],
+				"routes":[{"dst":"0.0.0.0/0","gw":"10.0.3.1"},{"dst":"10.100.0.0/16","gw":"10.0.3.254"},{"dst":"10.200.0.0/16"},{"dst":"::/0","gw":"fe80::1"}]`,
 			wantGWs: [][]string{{"10.0.3.1", "fe80::1"}},
-			wantRts: [][]string{{"route 10.100.0.0/16 via 10.0.3.254 table 0"}},
+			wantRts: [][]string{{"route 10.200.0.0/16 table 0"}},
 		},
 		{
 			name:    "two interfaces: each default placed by its gateway's subnet",
