@@ -277,7 +277,7 @@ func TestRouteReAddOtherTableBase(t *testing.T) {
 			eni.SetMAC(t, "0a:1e:00:00:12:21")
 			eni.MoveInto(t, ns, "eth0", []string{"10.0.6.10/24"}, "10.0.6.1")
 			env := imdsEnv(t, "ADD", ns, "eth0")
-			imdsStatePath(t, env)
+			record := imdsStatePath(t, env)
 			conf := func(base int) []byte { return conf11(`"tableBase":` + strconv.Itoa(base)) }
 			from, to := 10000, 20000
 			if withIMDS {
@@ -318,6 +318,10 @@ func TestRouteReAddOtherTableBase(t *testing.T) {
 			d, _ := runPlugin(t, imdsEnv(t, "DEL", ns, "eth0"), conf(20000))
 			d.MustSucceed(t, "DEL")
 			assertNothingOurs(t, nl)
+			assertNoAltNamesOfOurs(t, nl)
+			if imdsExists(record) {
+				t.Fatalf("DEL left the altname record %s", record)
+			}
 			rep.add("%s: table %d -> %d, note %q", map[bool]string{false: "allocated", true: "imds"}[withIMDS], from, to, lines[len(lines)-1].Note)
 		})
 	}
