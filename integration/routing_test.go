@@ -326,3 +326,28 @@ func TestRouteReAddOtherTableBase(t *testing.T) {
 		})
 	}
 }
+
+// TestRouteReAddLowerTableBase: a re-ADD whose tableBase range still holds
+// the link's table keeps it (a retried ADD never renumbers) and the log
+// line's note says why, and what a fresh ADD would choose.
+func TestRouteReAddLowerTableBase(t *testing.T) {
+	rep := scenario(t, "RT6b", "re-ADD with a lower tableBase keeps the table, the log note says why")
+	ns := h.NewNetns(t)
+	nl := ns.Handle(t)
+	eni := h.NewENI(t)
+	eni.MoveInto(t, ns, "eth0", []string{"10.0.6.10/24"}, "10.0.6.1")
+	runDirect(t, "ADD", ns, "eth0", conf11("")).MustSucceed(t, "ADD with tableBase 10000")
+	r, p := runPlugin(t, cniEnv("ADD", ns, "eth0"), conf11(`"tableBase":9000`))
+	r.MustSucceed(t, "re-ADD with tableBase 9000")
+	if rules, _ := h.Ours(t, nl); len(rules) != 1 || rules[0].Table != 10000 {
+		t.Fatalf("rules: %q", h.RuleStrings(rules))
+	}
+	lines := logReadAll(t, p.LogFile)
+	want := "interface eth0 keeps table 10000, inside tableBase 9000's range (a fresh ADD would choose 9000"
+	if len(lines) == 0 || !strings.Contains(lines[len(lines)-1].Note, want) {
+		t.Fatalf("log line's note does not say %q: %+v", want, lines)
+	}
+	runDirect(t, "DEL", ns, "eth0", conf11(`"tableBase":9000`)).MustSucceed(t, "DEL")
+	assertNothingOurs(t, nl)
+	rep.add("table 10000 kept; note %q", lines[len(lines)-1].Note)
+}

@@ -122,15 +122,28 @@ func chooseTable(s Settings, c Candidate, obs Observed, used map[int]bool) (int,
 		}
 		return c.IMDSTable, movedNote(c.Name, existing, c.IMDSTable, "IMDS numbering"), nil
 	}
-	keep := existing
-	if existing < s.TableBase || existing >= s.TableBase+maxTableProbe {
-		keep = 0
+	if existing >= s.TableBase && existing < s.TableBase+maxTableProbe {
+		return existing, keptNote(c.Name, existing, s.TableBase, used), nil
 	}
-	t, err := AllocateTable(s.TableBase, keep, used)
+	t, err := AllocateTable(s.TableBase, 0, used)
 	if err != nil {
 		return 0, "", fmt.Errorf("interface %s: %w", c.Name, err)
 	}
 	return t, movedNote(c.Name, existing, t, fmt.Sprintf("tableBase %d", s.TableBase)), nil
+}
+
+// keptNote explains a kept table that a fresh ADD would not choose (e.g.
+// tableBase lowered, or a lower table freed by another link's DEL): a
+// retried ADD does not renumber a table still in tableBase's range.
+func keptNote(name string, table, base int, used map[int]bool) string {
+	others := cloneSet(used)
+	delete(others, table)
+	fresh, err := AllocateTable(base, 0, others)
+	if err != nil || fresh == table {
+		return ""
+	}
+	return fmt.Sprintf("interface %s keeps table %d, inside tableBase %d's range (a fresh ADD would choose %d; DEL and ADD to renumber)",
+		name, table, base, fresh)
 }
 
 func imdsTableFree(c Candidate, obs Observed) error {

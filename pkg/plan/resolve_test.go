@@ -38,16 +38,30 @@ func TestResolveTables(t *testing.T) {
 			wantTables: []int{10001, 10002}, wantPrio: []int{10001, 10002}, wantManaged: []int{10001, 10002}},
 		{name: "retried ADD keeps the link's table",
 			s: Settings{TableBase: 10000}, cands: []Candidate{eth0},
-			obs:        func(o *Observed) { o.OursByLink[2] = 10003; o.Used[10003] = true },
+			obs: func(o *Observed) {
+				o.OursByLink[2] = 10003
+				for tb := 10000; tb <= 10003; tb++ {
+					o.Used[tb] = true
+				}
+			},
 			wantTables: []int{10003}, wantPrio: []int{10003}, wantManaged: []int{10003}},
 		{name: "tableBase raised: the link moves to the new range, the old table converges to empty",
 			s: Settings{TableBase: 20000}, cands: []Candidate{eth0},
 			obs:        func(o *Observed) { o.OursByLink[2] = 10000; o.Used[10000] = true },
 			wantTables: []int{20000}, wantPrio: []int{20000}, wantManaged: []int{10000, 20000},
 			wantNote: "interface eth0 moved from table 10000 to 20000 (tableBase 20000)"},
-		{name: "tableBase lowered with the table still in range: kept",
+		{name: "tableBase lowered with the table still in range: kept, and the note says why",
 			s: Settings{TableBase: 9000}, cands: []Candidate{eth0},
 			obs:        func(o *Observed) { o.OursByLink[2] = 10000; o.Used[10000] = true },
+			wantTables: []int{10000}, wantPrio: []int{10000}, wantManaged: []int{10000},
+			wantNote: "interface eth0 keeps table 10000, inside tableBase 9000's range (a fresh ADD would choose 9000; DEL and ADD to renumber)"},
+		{name: "retried ADD with a foreign route added to our table: kept, no note",
+			s: Settings{TableBase: 10000}, cands: []Candidate{eth0},
+			obs: func(o *Observed) {
+				o.OursByLink[2] = 10000
+				o.Used[10000] = true
+				o.Foreign[10000] = Foreign{"route 198.51.100.0/24", 4}
+			},
 			wantTables: []int{10000}, wantPrio: []int{10000}, wantManaged: []int{10000}},
 		{name: "IMDS numbering moves the link off its allocated table",
 			s: Settings{TableBase: 10000}, cands: []Candidate{imds(eth0, 10002)},
