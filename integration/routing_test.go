@@ -212,9 +212,9 @@ func TestRouteRefusals(t *testing.T) {
 		conf []byte
 		msg  []string
 	}{
-		{"priority 40000", conf11(`"priority":40000`), []string{"priority 40000", "main rule (32766)"}},
+		{"priority 40000", conf11(`"priority":40000`), []string{"priority 40000 is after the main rule (32766)"}},
 		{"interfaces listed twice", conf11(`"interfaces":["eth0","eth0"]`), []string{`interfaces[1]: "eth0" is already interfaces[0]`}},
-		{"prevResult naming eth0 twice", chainConfWith(twice, ""), []string{"eth0 and eth0 are the same link"}},
+		{"prevResult naming eth0 twice", chainConfWith(twice, ""), []string{"eth0 and eth0 name one link"}},
 	} {
 		r, p := runPlugin(t, cniEnv("ADD", ns, "eth0"), c.conf)
 		mustFail(t, r, c.name, 7, c.msg...)

@@ -158,7 +158,7 @@ func Parse(stdin []byte) (*Config, error) {
 		// Rules are evaluated by priority: one after "from all lookup
 		// main" is only reached for destinations main has no route for.
 		if p > plan.PriorityMain {
-			return nil, invalid("priority %d would sit after the main rule (%d), which answers first: the rules would only see what main has no route for; it must be below %d", p, plan.PriorityMain, plan.PriorityMain)
+			return nil, invalid("priority %d is after the main rule (%d): main answers first, so the rules would never match while main has a default route; use a priority below %d", p, plan.PriorityMain, plan.PriorityMain)
 		}
 		c.Priority = int(p)
 	}

@@ -101,7 +101,7 @@ func distinctLinks(cands []Candidate) error {
 	seen := map[int]string{}
 	for _, c := range cands {
 		if prev, ok := seen[c.Index]; ok {
-			return refuse("interfaces: %s and %s are the same link (#%d); list each interface once", prev, c.Name, c.Index)
+			return refuse("%s and %s name one link (#%d): list each interface once (config interfaces, prevResult interfaces)", prev, c.Name, c.Index)
 		}
 		seen[c.Index] = c.Name
 	}
@@ -120,7 +120,7 @@ func chooseTable(s Settings, c Candidate, obs Observed, used map[int]bool) (int,
 		if err := imdsTableFree(c, obs); err != nil {
 			return 0, "", err
 		}
-		return c.IMDSTable, movedNote(c.Name, existing, c.IMDSTable, "IMDS numbering"), nil
+		return c.IMDSTable, movedNote(c.Name, existing, c.IMDSTable, fmt.Sprintf("IMDS numbering from tableBase %d", s.TableBase)), nil
 	}
 	if existing >= s.TableBase && existing < s.TableBase+maxTableProbe {
 		return existing, keptNote(c.Name, existing, s.TableBase, used), nil

@@ -67,7 +67,7 @@ func TestResolveTables(t *testing.T) {
 			s: Settings{TableBase: 10000}, cands: []Candidate{imds(eth0, 10002)},
 			obs:        func(o *Observed) { o.OursByLink[2] = 10000; o.Used[10000] = true },
 			wantTables: []int{10002}, wantPrio: []int{10002}, wantManaged: []int{10000, 10002},
-			wantNote: "interface eth0 moved from table 10000 to 10002 (IMDS numbering)"},
+			wantNote: "interface eth0 moved from table 10000 to 10002 (IMDS numbering from tableBase 10000)"},
 		{name: "IMDS table the link already owns: a foreign route added after ADD is tolerated",
 			s: Settings{TableBase: 10000}, cands: []Candidate{imds(eth0, 10002)},
 			obs: func(o *Observed) {
@@ -127,7 +127,7 @@ func TestResolveRefusals(t *testing.T) {
 		msg     []string
 	}{
 		{name: "one link listed twice", s: Settings{TableBase: 10000}, cands: []Candidate{eth0, eth0},
-			obs: func(*Observed) {}, refusal: true, msg: []string{"eth0 and eth0 are the same link (#2)"}},
+			obs: func(*Observed) {}, refusal: true, msg: []string{"eth0 and eth0 name one link (#2)"}},
 		{name: "IMDS table holding a foreign route", s: Settings{TableBase: 10000}, cands: []Candidate{imds0},
 			obs:     func(o *Observed) { o.Foreign[10002] = Foreign{"route 10.9.0.0/16", 4} },
 			refusal: true, msg: []string{"table 10002 (from IMDS numbering)", "route 10.9.0.0/16 proto static (4)", "not this plugin's"}},
