@@ -134,6 +134,9 @@ func Parse(stdin []byte) (*Config, error) {
 			return nil, invalid("interfaces[%d]: %v", i, err)
 		}
 	}
+	if err := distinctNames(nc.Interfaces); err != nil {
+		return nil, err
+	}
 	c.Interfaces = nc.Interfaces
 	if nc.TableBase != nil {
 		t := *nc.TableBase
@@ -152,6 +155,11 @@ func Parse(stdin []byte) (*Config, error) {
 		}
 		if err := plan.ValidatePriority(int(p)); err != nil {
 			return nil, invalid("priority: %v", err)
+		}
+		// Rules are evaluated by priority: one after "from all lookup
+		// main" is only reached for destinations main has no route for.
+		if p > plan.PriorityMain {
+			return nil, invalid("priority %d is after the main rule (%d): main answers first, so the rules would never match while main has a default route; use a priority below %d", p, plan.PriorityMain, plan.PriorityMain)
 		}
 		c.Priority = int(p)
 	}
@@ -196,6 +204,19 @@ func Parse(stdin []byte) (*Config, error) {
 		c.PrevResult = res
 	}
 	return c, nil
+}
+
+// distinctNames refuses a name listed twice: one link would get two tables
+// and duplicate rules.
+func distinctNames(names []string) error {
+	first := make(map[string]int, len(names))
+	for i, n := range names {
+		if j, ok := first[n]; ok {
+			return invalid("interfaces[%d]: %q is already interfaces[%d]; list each interface once", i, n, j)
+		}
+		first[n] = i
+	}
+	return nil
 }
 
 func decodeError(err error) *types.Error {

@@ -69,6 +69,20 @@ type State struct {
 	OurTableByLink map[int]int
 	UsedTables     map[int]bool // every table any rule or route references
 	MainRejects    []plan.Route // blackhole/unreachable/prohibit routes in main
+	// MainRoutes are main's unicast routes that are not ours: what a
+	// table may need to carry for its link (plan.MainRoutesVia).
+	MainRoutes []plan.MainRoute
+	// Foreign holds, per table, one rule or route in it that is not ours:
+	// a table ADD must not claim (plan.Resolve).
+	Foreign map[int]plan.Foreign
+}
+
+// Observed is the state as the input of plan.Resolve.
+func (st *State) Observed() plan.Observed {
+	return plan.Observed{
+		OursByLink: st.OurTableByLink, Used: st.UsedTables, Foreign: st.Foreign, Orphans: st.OrphanTables(),
+		MainRejects: st.MainRejects, Main: st.MainRoutes,
+	}
 }
 
 // ReadState dumps rules and routes of both families once.
@@ -85,36 +99,73 @@ func (h *Handle) ReadState() (*State, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list routes: %w", err)
 	}
-	st := &State{OurTableByLink: map[int]int{}, UsedTables: map[int]bool{}}
+	st := &State{OurTableByLink: map[int]int{}, UsedTables: map[int]bool{}, Foreign: map[int]plan.Foreign{}}
 	for _, r := range rules {
-		if r.Table > 0 {
-			st.UsedTables[r.Table] = true
-		}
-		if int(r.Protocol) != plan.Protocol {
-			continue
-		}
-		if pr, ok := ruleFromNetlink(r); ok {
-			st.OurRules = append(st.OurRules, pr)
-		}
+		st.addRule(r)
 	}
 	for _, r := range routes {
-		st.UsedTables[r.Table] = true
-		pr, ok := routeFromNetlink(r)
-		if !ok {
-			continue
-		}
-		if int(r.Protocol) == plan.Protocol {
-			st.OurRoutes = append(st.OurRoutes, pr)
-			if pr.LinkIndex != 0 {
-				st.OurTableByLink[pr.LinkIndex] = pr.Table
-			}
-			continue
-		}
-		if r.Table == unix.RT_TABLE_MAIN && pr.Type.IsReject() {
-			st.MainRejects = append(st.MainRejects, pr)
-		}
+		st.addRoute(r)
 	}
 	return st, nil
+}
+
+func (st *State) addRule(r netlink.Rule) {
+	if r.Table > 0 {
+		st.UsedTables[r.Table] = true
+	}
+	if int(r.Protocol) != plan.Protocol {
+		st.noteForeign(r.Table, int(r.Protocol), func() string { return fmt.Sprintf("rule from %v lookup %d", ruleSrc(r), r.Table) })
+		return
+	}
+	if pr, ok := ruleFromNetlink(r); ok {
+		st.OurRules = append(st.OurRules, pr)
+	}
+}
+
+func (st *State) addRoute(r netlink.Route) {
+	st.UsedTables[r.Table] = true
+	pr, ok := routeFromNetlink(r)
+	if !ok {
+		return
+	}
+	if int(r.Protocol) == plan.Protocol {
+		st.OurRoutes = append(st.OurRoutes, pr)
+		if pr.LinkIndex != 0 {
+			st.OurTableByLink[pr.LinkIndex] = pr.Table
+		}
+		return
+	}
+	st.noteForeign(r.Table, int(r.Protocol), func() string {
+		if pr.Type != plan.Unicast {
+			return fmt.Sprintf("route %s %s", pr.Type, pr.Dst)
+		}
+		return "route " + pr.Dst.String()
+	})
+	switch {
+	case r.Table != unix.RT_TABLE_MAIN:
+	case pr.Type.IsReject():
+		st.MainRejects = append(st.MainRejects, pr)
+	case pr.Type == plan.Unicast && len(r.MultiPath) == 0:
+		st.MainRoutes = append(st.MainRoutes, plan.MainRoute{Route: pr, Protocol: int(r.Protocol)})
+	}
+}
+
+// noteForeign records the first foreign object seen in a table other than
+// the kernel's own; what is rendered only then.
+func (st *State) noteForeign(table, proto int, what func() string) {
+	if table <= 0 || plan.ValidateTable(table) != nil {
+		return
+	}
+	if _, ok := st.Foreign[table]; !ok {
+		st.Foreign[table] = plan.Foreign{What: what(), Protocol: proto}
+	}
+}
+
+func ruleSrc(r netlink.Rule) string {
+	if r.Src == nil {
+		return "all"
+	}
+	return r.Src.String()
 }
 
 // InTables filters objects down to those in the given tables.
@@ -196,6 +247,7 @@ func routeFromNetlink(r netlink.Route) (plan.Route, bool) {
 	}
 	if a, ok := netip.AddrFromSlice(r.Gw); ok {
 		out.Gateway = a.Unmap()
+		out.OnLink = r.Flags&unix.RTNH_F_ONLINK != 0
 	}
 	if a, ok := netip.AddrFromSlice(r.Src); ok {
 		out.Src = a.Unmap()
@@ -243,6 +295,9 @@ func routeToNetlink(r plan.Route) *netlink.Route {
 	}
 	if r.Gateway.IsValid() {
 		nr.Gw = r.Gateway.AsSlice()
+	}
+	if r.OnLink {
+		nr.Flags = unix.RTNH_F_ONLINK
 	}
 	if r.Src.IsValid() {
 		nr.Src = r.Src.AsSlice()

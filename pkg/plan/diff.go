@@ -49,15 +49,23 @@ func diffSets[T comparable](want, have []T) (add, del []T, present int) {
 	return add, del, present
 }
 
-// Missing lists the wanted objects absent from have, for CHECK.
+// Missing lists the wanted objects absent from have, for CHECK. Copies of
+// main routes (want.Mirrored) are not demanded: main may have gained them
+// after ADD, which CHECK must tolerate.
 func Missing(want Plan, haveRules []Rule, haveRoutes []Route) []string {
 	d := Compute(want, haveRules, haveRoutes)
+	mirrored := map[Route]bool{}
+	for _, r := range want.Mirrored {
+		mirrored[r] = true
+	}
 	var out []string
 	for _, r := range d.AddRules {
 		out = append(out, r.String())
 	}
 	for _, r := range d.AddRoutes {
-		out = append(out, r.String())
+		if !mirrored[r] {
+			out = append(out, r.String())
+		}
 	}
 	return out
 }

@@ -1,7 +1,7 @@
 // Package plan computes, as plain data, the policy routing one network
 // namespace should hold for a set of interfaces. It performs no I/O: the
 // caller gathers facts (config, prevResult or link state, IMDS) and applies
-// the result with a netlink diff (package routing).
+// the result with a netlink diff (package kernel).
 package plan
 
 import (
@@ -128,6 +128,10 @@ type Route struct {
 	// not outrank, nor collide with, the default route). 0 elsewhere: the
 	// plugin's own routes take the kernel's default metric.
 	Metric int
+	// OnLink (RTNH_F_ONLINK) makes the kernel take Gateway as directly
+	// reachable through the link although no route of the table covers it
+	// (a /32 address with its gateway outside, see Build).
+	OnLink bool
 }
 
 // Family of the route.
@@ -143,6 +147,9 @@ func (r Route) String() string {
 	}
 	if r.LinkIndex != 0 {
 		s += fmt.Sprintf(" dev #%d", r.LinkIndex)
+	}
+	if r.OnLink {
+		s += " onlink"
 	}
 	if r.Scope == ScopeLink {
 		s += " scope link"
@@ -173,12 +180,23 @@ type Interface struct {
 	Subnets   []Subnet       // one link-scope route each
 	Gateways  []netip.Addr   // at most one per family: the default route's next hop
 	NoDefault bool           // when set, install no default route even with a gateway
+	// Routes are the prevResult's other routes through this interface
+	// (Dst, Gateway): carried into the table where they change the next
+	// hop (see Build), and verified by CHECK.
+	Routes []Route
+	// MainRoutes are the main table's routes through the link (see
+	// MainRoutesVia): carried like Routes, but never demanded by CHECK,
+	// since main may gain routes after ADD (Plan.Mirrored).
+	MainRoutes []Route
 }
 
 // Plan is the complete wanted state for a set of interfaces.
 type Plan struct {
 	Rules  []Rule
 	Routes []Route
+	// Mirrored lists the routes of Routes copied from the main table at
+	// ADD time: ADD installs them, CHECK does not report them missing.
+	Mirrored []Route
 }
 
 // Tables returns the distinct tables the plan uses, ascending.
@@ -217,8 +235,9 @@ func Build(ifaces []Interface, rejects []Route) (Plan, error) {
 			p.Rules = append(p.Rules, Rule{Src: src.Masked(), Table: ifc.Table, Priority: ifc.Priority})
 			families[FamilyOf(src.Addr())] = true
 		}
+		var own []Route
 		for _, sn := range dedupSubnets(ifc.Subnets) {
-			p.Routes = append(p.Routes, Route{
+			own = append(own, Route{
 				Table: ifc.Table, Dst: sn.Prefix.Masked(), Type: Unicast, Scope: linkScope(sn.Prefix),
 				LinkIndex: ifc.Index, Src: sn.Src,
 			})
@@ -227,25 +246,42 @@ func Build(ifaces []Interface, rejects []Route) (Plan, error) {
 		if !ifc.NoDefault {
 			for _, gw := range ifc.Gateways {
 				fam := FamilyOf(gw)
-				p.Routes = append(p.Routes, Route{
+				own = append(own, Route{
 					Table: ifc.Table, Dst: defaultPrefix(fam), Type: Unicast, Scope: ScopeUniverse,
 					LinkIndex: ifc.Index, Gateway: gw,
 				})
 				families[fam] = true
 			}
 		}
-		for _, rj := range rejects {
-			// Only the three reject types are blocks to carry. Any other
-			// non-unicast route in main (an AnyIP "local" route, throw,
-			// multicast) is not one, and a local route copied without its
-			// device is refused by the kernel (EINVAL), failing ADD.
-			if !rj.Type.IsReject() || !families[rj.Family()] {
-				continue
+		blocks := tableRejects(ifc.Table, rejects, families)
+		copies, mirrored := linkCopies(ifc, own, blocks, families)
+		routes := markOnLink(append(own, copies...))
+		for i, m := range mirrored {
+			if m {
+				p.Mirrored = append(p.Mirrored, routes[len(own)+i])
 			}
-			p.Routes = append(p.Routes, Route{Table: ifc.Table, Dst: rj.Dst.Masked(), Type: rj.Type, Metric: rj.Metric})
 		}
+		p.Routes = append(p.Routes, routes...)
+		p.Routes = append(p.Routes, blocks...)
 	}
 	return p, nil
+}
+
+// tableRejects copies main's reject routes of the given families into
+// table.
+func tableRejects(table int, rejects []Route, families map[Family]bool) []Route {
+	var out []Route
+	for _, rj := range rejects {
+		// Only the three reject types are blocks to carry. Any other
+		// non-unicast route in main (an AnyIP "local" route, throw,
+		// multicast) is not one, and a local route copied without its
+		// device is refused by the kernel (EINVAL), failing ADD.
+		if !rj.Type.IsReject() || !families[rj.Family()] {
+			continue
+		}
+		out = append(out, Route{Table: table, Dst: rj.Dst.Masked(), Type: rj.Type, Metric: rj.Metric})
+	}
+	return out
 }
 
 func validateInterface(ifc Interface) error {

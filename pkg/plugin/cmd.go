@@ -88,53 +88,19 @@ func (p *Plugin) add(args *skel.CmdArgs) (*Outcome, error) {
 	if err != nil {
 		return nil, errCode(types.ErrIOFailure, err)
 	}
-	for i, s := range sel {
-		ifc, md := &ifaces[i], metas[i]
-		switch {
-		case md != nil && md.Table != 0:
-			// An IMDS table is fixed by the ENI's numbering; if another link
-			// already owns it (e.g. configured with imds.enabled false),
-			// converging on it would delete that link's routing.
-			for idx, tb := range st.OurTableByLink {
-				if tb == md.Table && idx != ifc.Index {
-					return nil, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf(
-						"interface %s: table %d (from IMDS numbering) already holds this plugin's routes for link #%d; use one numbering per namespace (imds.enabled) or a different tableBase",
-						s.name, md.Table, idx), "")
-				}
-			}
-			ifc.Table = md.Table
-		default:
-			ifc.Table, err = plan.AllocateTable(cfg.TableBase, st.OurTableByLink[ifc.Index], st.UsedTables)
-			if err != nil {
-				return nil, types.NewError(types.ErrTryAgainLater, fmt.Sprintf("interface %s: %v", s.name, err), "")
-			}
-		}
-		st.UsedTables[ifc.Table] = true
-		ifc.Priority = cfg.RulePriority(ifc.Table)
-		if cfg.Priority == 0 && ifc.Priority >= plan.PriorityMain {
-			return nil, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf(
-				"interface %s: table %d as rule priority would sit after the main rule (%d) and never match; lower tableBase or set priority",
-				s.name, ifc.Table, plan.PriorityMain), "")
+	cands := make([]plan.Candidate, len(ifaces))
+	for i := range ifaces {
+		cands[i].Interface = ifaces[i]
+		if metas[i] != nil {
+			cands[i].IMDSTable = metas[i].Table
 		}
 	}
-	want, err := plan.Build(ifaces, st.MainRejects)
+	res, err := plan.Resolve(plan.Settings{TableBase: cfg.TableBase, Priority: cfg.Priority}, cands, st.Observed())
 	if err != nil {
-		return nil, types.NewError(types.ErrInvalidNetworkConfig, err.Error(), "")
+		return nil, resolveError(err)
 	}
-	// Ours in the tables we manage, plus tables orphaned by links that left:
-	// both converge to exactly the plan.
-	managed := st.OrphanTables()
-	for _, tb := range want.Tables() {
-		managed[tb] = true
-	}
-	for _, ifc := range ifaces {
-		// A link that moved to a new table (e.g. IMDS numbering now known)
-		// leaves its old table behind: manage that too.
-		if old := st.OurTableByLink[ifc.Index]; old != 0 {
-			managed[old] = true
-		}
-	}
-	haveRules, haveRoutes := st.InTables(managed)
+	want := res.Plan
+	haveRules, haveRoutes := st.InTables(res.Managed)
 	diff := plan.Compute(want, haveRules, haveRoutes)
 	changes, err := t.h.Apply(diff)
 	if err != nil {
@@ -153,7 +119,7 @@ func (p *Plugin) add(args *skel.CmdArgs) (*Outcome, error) {
 		t.h.Undo(changes)
 		return nil, lerr
 	}
-	out := &Outcome{Tables: want.Tables()}
+	out := &Outcome{Tables: want.Tables(), Note: strings.Join(res.Notes, "; ")}
 	for _, c := range changes {
 		if c.Added {
 			out.Added = append(out.Added, c.Summary)
@@ -167,6 +133,16 @@ func (p *Plugin) add(args *skel.CmdArgs) (*Outcome, error) {
 		return out, nil // Run: the caller reports the result
 	}
 	return out, printResult(cfg, args, sel, links)
+}
+
+// resolveError maps a refused or failed table decision to its CNI code: a
+// refusal is the configuration's (7); no free table may pass (11).
+func resolveError(err error) error {
+	var r *plan.Refusal
+	if errors.As(err, &r) {
+		return types.NewError(types.ErrInvalidNetworkConfig, r.Reason, "")
+	}
+	return types.NewError(types.ErrTryAgainLater, err.Error(), "")
 }
 
 // linkLeft returns the code-11 error for the first selected link that is no
@@ -323,10 +299,12 @@ func (p *Plugin) check(args *skel.CmdArgs, _ *Outcome) error {
 			continue
 		}
 		ifc.Priority = cfg.RulePriority(ifc.Table)
+		ifc.MainRoutes = plan.MainRoutesVia(st.MainRoutes, ifc.Index)
 		if cfg.IMDS.Enabled {
 			// With IMDS the subnet routes come from metadata CHECK does
-			// not fetch; verify rules and the default route only.
-			ifc.Subnets = nil
+			// not fetch; verify rules and the default route, taking the
+			// on-link routes as ADD installed them.
+			ifc.Subnets = plan.InstalledSubnets(st.OurRoutes, ifc.Table, ifc.Index)
 		}
 		ifaces = append(ifaces, ifc)
 	}

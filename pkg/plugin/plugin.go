@@ -87,6 +87,7 @@ type selected struct {
 	name     string
 	addrs    []netip.Prefix // from prevResult; nil in standalone mode
 	gateways []netip.Addr   // from prevResult; nil in standalone mode
+	routes   []plan.Route   // prevResult's other routes through it (Dst, Gateway)
 	ifIndex  int            // index into prevResult.Interfaces, -1 standalone
 }
 
@@ -113,18 +114,49 @@ func selectInterfaces(cfg *config.Config, args *skel.CmdArgs) ([]selected, error
 		return out, nil
 	}
 	res := cfg.PrevResult
+	sandbox := sandboxInterfaces(res, args.Netns)
+	owners := make([][]netip.Prefix, len(sandbox))
+	for j, s := range sandbox {
+		owners[j] = s.addrs
+	}
+	routes := prevRoutes(res)
 	var out []selected
-	for i, ifc := range res.Interfaces {
-		if ifc.Sandbox == "" || !sameNetnsPath(ifc.Sandbox, args.Netns) {
+	for j, s := range sandbox {
+		if len(want) > 0 && !want[s.name] {
 			continue
 		}
-		if len(want) > 0 && !want[ifc.Name] {
+		// Routes name no interface: place each (plan.RouteOwner). A
+		// default route's gateway counts after the ips' own gateway.
+		for _, r := range routes {
+			switch {
+			case plan.RouteOwner(r, owners) != j:
+			case r.Dst.Bits() == 0:
+				s.gateways = appendGateway(s.gateways, r.Gateway)
+			default:
+				s.routes = append(s.routes, r)
+			}
+		}
+		out = append(out, s)
+	}
+	if len(out) == 0 {
+		return nil, types.NewError(types.ErrInvalidNetworkConfig,
+			fmt.Sprintf("prevResult lists no interface in CNI_NETNS %s%s; nothing to configure", args.Netns, narrowNote(cfg)), "")
+	}
+	return out, nil
+}
+
+// sandboxInterfaces lists prevResult's interfaces inside netns with their
+// addresses and gateways from ips.
+func sandboxInterfaces(res *current.Result, netns string) []selected {
+	// An IP without an interface index belongs to the sandbox interface
+	// only when there is exactly one to choose from.
+	soleSandboxIface := countSandboxIfaces(res, netns) == 1
+	var out []selected
+	for i, ifc := range res.Interfaces {
+		if ifc.Sandbox == "" || !sameNetnsPath(ifc.Sandbox, netns) {
 			continue
 		}
 		s := selected{name: ifc.Name, ifIndex: i}
-		// An IP without an interface index belongs to the sandbox interface
-		// only when there is exactly one to choose from.
-		soleSandboxIface := countSandboxIfaces(res, args.Netns) == 1
 		for _, ip := range res.IPs {
 			switch {
 			case ip.Interface != nil && *ip.Interface == i:
@@ -143,11 +175,35 @@ func selectInterfaces(cfg *config.Config, args *skel.CmdArgs) ([]selected, error
 		}
 		out = append(out, s)
 	}
-	if len(out) == 0 {
-		return nil, types.NewError(types.ErrInvalidNetworkConfig,
-			fmt.Sprintf("prevResult lists no interface in CNI_NETNS %s%s; nothing to configure", args.Netns, narrowNote(cfg)), "")
+	return out
+}
+
+// prevRoutes returns prevResult's main-table routes as plan routes
+// (destination and gateway), skipping those that cannot be next hops.
+func prevRoutes(res *current.Result) []plan.Route {
+	var out []plan.Route
+	for _, r := range res.Routes {
+		if r == nil || (r.Table != nil && *r.Table != plan.TableMain) {
+			continue
+		}
+		dst, ok := prefixOf(r.Dst)
+		if !ok {
+			continue
+		}
+		pr := plan.Route{Dst: dst.Masked(), Type: plan.Unicast}
+		if gw, ok := netip.AddrFromSlice(r.GW); ok && r.GW != nil {
+			gw = gw.Unmap()
+			if plan.FamilyOf(gw) != plan.FamilyOf(dst.Addr()) || gw.IsUnspecified() || gw.IsMulticast() || gw.IsLoopback() {
+				continue
+			}
+			pr.Gateway = gw
+		}
+		if dst.Bits() == 0 && !pr.Gateway.IsValid() {
+			continue // a default without gateway says nothing of a next hop
+		}
+		out = append(out, pr)
 	}
-	return out, nil
+	return out
 }
 
 func narrowNote(cfg *config.Config) string {
@@ -208,7 +264,7 @@ func appendGateway(gws []netip.Addr, gw netip.Addr) []netip.Addr {
 // In standalone mode it also records on s the addresses and gateways read
 // from the link, which the ADD result reports.
 func (p *Plugin) interfaceFacts(ctx context.Context, cfg *config.Config, t *target, s *selected, link netlink.Link) (plan.Interface, *ENIMetadata, error) {
-	ifc := plan.Interface{Name: s.name, Index: link.Attrs().Index}
+	ifc := plan.Interface{Name: s.name, Index: link.Attrs().Index, Routes: s.routes}
 	addrs := s.addrs
 	gateways := s.gateways
 	if cfg.PrevResult == nil {
