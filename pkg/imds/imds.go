@@ -68,6 +68,9 @@ var (
 	// ErrNotPropagated: device-number stayed 0 on a MAC that is not the
 	// instance's primary one until the context ended.
 	ErrNotPropagated = errors.New("ENI attachment not propagated to IMDS yet (device-number still 0)")
+	// ErrNotListed: IMDS did not list the MAC (404) until the context
+	// ended, while the caller expected it to (a fresh attachment).
+	ErrNotListed = errors.New("IMDS does not list this MAC yet")
 	// ErrMalformed: IMDS answered 200 with a body that does not parse.
 	ErrMalformed = errors.New("malformed IMDS answer")
 )
@@ -93,6 +96,10 @@ type Client struct {
 	endpoint string
 	poll     time.Duration
 	requests atomic.Int64
+	rounds   atomic.Int64
+
+	tokenReady chan struct{} // closed when the session token arrived
+	tokenOnce  sync.Once
 
 	mu      sync.Mutex
 	primary net.HardwareAddr // cached top-level `mac`
@@ -100,7 +107,7 @@ type Client struct {
 
 // New builds a client. It makes no request.
 func New(o Options) *Client {
-	c := &Client{endpoint: o.Endpoint, poll: o.PropagationPoll}
+	c := &Client{endpoint: o.Endpoint, poll: o.PropagationPoll, tokenReady: make(chan struct{})}
 	if c.endpoint == "" {
 		c.endpoint = DefaultEndpoint
 	}
@@ -127,7 +134,7 @@ func New(o Options) *Client {
 		EnableFallback:    aws.FalseTernary, // IMDSv2 only
 		// Our backoff, not the SDK's up-to-1 s one: the budget is small.
 		DisableDefaultMaxBackoff: true,
-		HTTPClient:               countingClient{hc, &c.requests},
+		HTTPClient:               countingClient{hc, c},
 		Retryer: retry.NewStandard(func(so *retry.StandardOptions) {
 			so.MaxAttempts = attempts
 			so.Retryables = []retry.IsErrorRetryable{retry.IsErrorRetryableFunc(retryable)}
@@ -144,14 +151,34 @@ func (c *Client) Endpoint() string { return c.endpoint }
 // Requests counts HTTP requests sent so far (token, metadata, retries).
 func (c *Client) Requests() int { return int(c.requests.Load()) }
 
-type countingClient struct {
-	hc sdkimds.HTTPClient
-	n  *atomic.Int64
+// RoundTrips counts the sequential steps of requests so far: the token,
+// then each batch asked at once, each poll.
+func (c *Client) RoundTrips() int { return int(c.rounds.Load()) }
+
+// wave counts one step of requests, and the token fetch ahead of it on the
+// session's first.
+func (c *Client) wave() {
+	c.rounds.Add(1)
+	select {
+	case <-c.tokenReady:
+	default:
+		c.rounds.Add(1)
+	}
 }
 
-func (c countingClient) Do(r *http.Request) (*http.Response, error) {
-	c.n.Add(1)
-	return c.hc.Do(r)
+// countingClient counts requests and tells getAll when the token is in.
+type countingClient struct {
+	hc sdkimds.HTTPClient
+	c  *Client
+}
+
+func (cc countingClient) Do(r *http.Request) (*http.Response, error) {
+	cc.c.requests.Add(1)
+	resp, err := cc.hc.Do(r)
+	if err == nil && r.Method == http.MethodPut && resp.StatusCode == http.StatusOK && strings.HasSuffix(r.URL.Path, "/api/token") {
+		cc.c.tokenOnce.Do(func() { close(cc.c.tokenReady) })
+	}
+	return resp, err
 }
 
 // retryable retries throttling (429), server errors (5xx) and connection
@@ -263,6 +290,7 @@ func (c *Client) primaryMAC(ctx context.Context) (net.HardwareAddr, error) {
 	if c.primary != nil {
 		return c.primary, nil
 	}
+	c.wave()
 	body, found, err := c.get(ctx, KeyPrimaryMAC)
 	switch {
 	case err != nil:
@@ -282,110 +310,159 @@ func macKey(mac net.HardwareAddr, key string) string {
 	return "network/interfaces/macs/" + strings.ToLower(mac.String()) + "/" + key
 }
 
+// perMACKeys are asked together, right after the session token, so an
+// IPv4-only ENI costs two round trips: subnet-ipv4-cidr-block goes along
+// speculatively (nearly every ENI has an IPv4 source; it is dropped when the
+// ENI has none), subnet-ipv6-cidr-blocks is asked only once the ENI turns
+// out to have IPv6 sources (a third round trip).
+var perMACKeys = []string{KeyDeviceNumber, KeyNetworkCard, KeyInterfaceID, KeyLocalIPv4s, KeyIPv6s, KeyIPv4Prefix, KeyIPv6Prefix, KeySubnetIPv4CIDR}
+
+// AwaitListing is asked when IMDS answers 404 for a MAC whether IMDS may
+// still list it (a fresh attachment): true polls on within the context. It
+// may block until it knows, and must return once ctx ends.
+type AwaitListing func(ctx context.Context) bool
+
 // Lookup returns the facts of the ENI with this MAC. It waits, polling
-// device-number within ctx, while a secondary ENI's attachment propagates.
+// device-number within ctx, while a secondary ENI's attachment propagates;
+// a MAC IMDS does not list is ErrUnknownMAC at once.
 func (c *Client) Lookup(ctx context.Context, mac net.HardwareAddr) (*ENI, error) {
+	return c.LookupAwaiting(ctx, mac, nil)
+}
+
+// LookupAwaiting is Lookup that, while await says so, also polls a MAC IMDS
+// does not list yet, ending in ErrNotListed when ctx ends first.
+func (c *Client) LookupAwaiting(ctx context.Context, mac net.HardwareAddr, await AwaitListing) (*ENI, error) {
 	if len(mac) != 6 {
 		return nil, &Error{Key: "network/interfaces/macs/", Err: fmt.Errorf("%w: %q is not an Ethernet MAC", ErrUnknownMAC, mac.String())}
 	}
+	res, err := c.getAll(ctx, mac, perMACKeys)
+	if err != nil {
+		return nil, err
+	}
 	eni := &ENI{MAC: mac}
-	// Phase 1: device-number, until propagated.
+	current, err := c.settle(ctx, eni, res[KeyDeviceNumber], await)
+	if err != nil {
+		return nil, err
+	}
+	if !current {
+		// Answered before the attachment propagated: ask again.
+		if res, err = c.getAll(ctx, mac, perMACKeys[1:]); err != nil {
+			return nil, err
+		}
+	}
+	if err := parseFacts(eni, res); err != nil {
+		return nil, err
+	}
+	if len(eni.IPv6s)+len(eni.IPv6Prefixes) > 0 {
+		if res, err = c.getAll(ctx, mac, []string{KeySubnetIPv6CIDRs}); err != nil {
+			return nil, err
+		}
+		if eni.SubnetIPv6, err = parsePrefixes(res[KeySubnetIPv6CIDRs], false); err != nil {
+			return nil, err
+		}
+	}
+	return eni, nil
+}
+
+// settle polls device-number until IMDS lists the MAC with a number that
+// can be final: non-zero, or 0 on the instance's primary MAC. current is
+// false when it had to poll, so the keys asked with the first answer may
+// predate the attachment.
+func (c *Client) settle(ctx context.Context, eni *ENI, r result, await AwaitListing) (current bool, err error) {
 	poll := c.poll
-	for {
-		key := macKey(mac, KeyDeviceNumber)
-		body, found, err := c.get(ctx, key)
-		if err != nil {
-			return nil, err
-		}
-		if !found {
-			return nil, &Error{Key: key, Status: http.StatusNotFound, Err: ErrUnknownMAC}
-		}
-		n, err := parseIndex(key, body)
-		if err != nil {
-			return nil, err
-		}
-		eni.DeviceNumber = n
-		if n != 0 {
-			break
-		}
-		primary, err := c.primaryMAC(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if strings.EqualFold(primary.String(), mac.String()) {
-			eni.Primary = true
-			break
+	for current = true; ; current = false {
+		if !r.found {
+			if await == nil || !await(ctx) {
+				if ctx.Err() != nil {
+					return false, &Error{Key: r.key, Status: http.StatusNotFound, Err: fmt.Errorf("%w: %w", ErrNotListed, context.Cause(ctx))}
+				}
+				return false, &Error{Key: r.key, Status: http.StatusNotFound, Err: ErrUnknownMAC}
+			}
+		} else {
+			n, err := parseIndex(r.key, r.body)
+			if err != nil {
+				return false, err
+			}
+			eni.DeviceNumber = n
+			if n != 0 {
+				return current, nil
+			}
+			primary, err := c.primaryMAC(ctx)
+			if err != nil {
+				return false, err
+			}
+			if strings.EqualFold(primary.String(), eni.MAC.String()) {
+				eni.Primary = true
+				return current, nil
+			}
 		}
 		t := time.NewTimer(poll)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, &Error{Key: key, Err: fmt.Errorf("%w: %w", ErrNotPropagated, context.Cause(ctx))}
+			return false, pollEnded(ctx, r)
 		case <-t.C:
 		}
 		poll = min(poll*2, 5*c.poll)
+		c.wave()
+		body, found, err := c.get(ctx, r.key)
+		if err != nil {
+			if ctx.Err() != nil {
+				return false, pollEnded(ctx, r) // the budget ran out mid-poll
+			}
+			return false, err
+		}
+		r.body, r.found = body, found
 	}
+}
 
-	// Phase 2: the rest, concurrently: on a slow IMDS the lookup costs a
-	// few round trips, not one per key.
-	keys := []string{KeyNetworkCard, KeyInterfaceID, KeyLocalIPv4s, KeyIPv6s, KeyIPv4Prefix, KeyIPv6Prefix}
-	res, err := c.getAll(ctx, mac, keys)
-	if err != nil {
-		return nil, err
+// pollEnded is the error of a poll cut short by ctx, after answer r.
+func pollEnded(ctx context.Context, r result) error {
+	why := ErrNotPropagated
+	if !r.found {
+		why = ErrNotListed
 	}
+	return &Error{Key: r.key, Err: fmt.Errorf("%w: %w", why, context.Cause(ctx))}
+}
+
+// parseFacts fills eni from the answers to perMACKeys.
+func parseFacts(eni *ENI, res map[string]result) error {
+	var err error
 	if r := res[KeyNetworkCard]; r.found {
 		if eni.NetworkCard, err = parseIndex(r.key, r.body); err != nil {
-			return nil, err
+			return err
 		}
 		eni.CardKnown = true
 	}
 	if r := res[KeyInterfaceID]; r.found {
 		if eni.InterfaceID, err = parseInterfaceID(r.key, r.body); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if eni.LocalIPv4s, err = parseAddrs(res[KeyLocalIPv4s], true); err != nil {
-		return nil, err
+		return err
 	}
 	if eni.IPv6s, err = parseAddrs(res[KeyIPv6s], false); err != nil {
-		return nil, err
+		return err
 	}
 	if eni.IPv4Prefixes, err = parsePrefixes(res[KeyIPv4Prefix], true); err != nil {
-		return nil, err
+		return err
 	}
 	if eni.IPv6Prefixes, err = parsePrefixes(res[KeyIPv6Prefix], false); err != nil {
-		return nil, err
+		return err
 	}
-
-	// Phase 3: subnets, only for the families the ENI has sources in.
-	keys = keys[:0]
-	if len(eni.LocalIPv4s)+len(eni.IPv4Prefixes) > 0 {
-		keys = append(keys, KeySubnetIPv4CIDR)
-	}
-	if len(eni.IPv6s)+len(eni.IPv6Prefixes) > 0 {
-		keys = append(keys, KeySubnetIPv6CIDRs)
-	}
-	if len(keys) > 0 {
-		if res, err = c.getAll(ctx, mac, keys); err != nil {
-			return nil, err
-		}
-	}
-	if r, ok := res[KeySubnetIPv4CIDR]; ok && r.found {
+	// Asked ahead with the rest: used only when an IPv4 source needs it.
+	if r := res[KeySubnetIPv4CIDR]; r.found && len(eni.LocalIPv4s)+len(eni.IPv4Prefixes) > 0 {
 		ps, err := parsePrefixes(r, true)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if len(ps) != 1 {
-			return nil, malformed(r.key, r.body, "want exactly one CIDR")
+			return malformed(r.key, r.body, "want exactly one CIDR")
 		}
 		eni.SubnetIPv4 = ps[0]
 	}
-	if r, ok := res[KeySubnetIPv6CIDRs]; ok {
-		if eni.SubnetIPv6, err = parsePrefixes(r, false); err != nil {
-			return nil, err
-		}
-	}
-	return eni, nil
+	return nil
 }
 
 type result struct {
@@ -394,8 +471,10 @@ type result struct {
 	found bool
 }
 
-// getAll fetches keys of one MAC concurrently; the first error cancels the
-// rest.
+// getAll fetches keys of one MAC concurrently, one round trip; the first
+// error cancels the rest. Until the session has its token the first request
+// goes alone and the rest follow as soon as the token arrives: sent
+// together, each would fetch a token of its own after a failed one.
 func (c *Client) getAll(ctx context.Context, mac net.HardwareAddr, keys []string) (map[string]result, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -405,16 +484,34 @@ func (c *Client) getAll(ctx context.Context, mac net.HardwareAddr, keys []string
 		err  error
 	}
 	ch := make(chan item, len(keys))
-	for _, k := range keys {
+	pending := 0
+	start := func(k string) {
+		pending++
 		go func() {
 			key := macKey(mac, k)
 			body, found, err := c.get(ctx, key)
 			ch <- item{k, result{key, body, found}, err}
 		}()
 	}
+	c.wave()
 	out := make(map[string]result, len(keys))
+	start(keys[0])
+	if len(keys) > 1 {
+		select {
+		case <-c.tokenReady:
+		case it := <-ch: // answered, or failed, without a token arriving
+			pending--
+			if it.err != nil {
+				return nil, it.err
+			}
+			out[it.name] = it.r
+		}
+		for _, k := range keys[1:] {
+			start(k)
+		}
+	}
 	var first error
-	for range keys {
+	for ; pending > 0; pending-- {
 		it := <-ch
 		if it.err != nil && first == nil {
 			first = it.err
