@@ -25,6 +25,8 @@ type Outcome struct {
 	Removed []string
 	Tables  []int
 	Note    string // why nothing was done, when that is the outcome
+	// IMDS requests and round trips the verb made (log line).
+	IMDSRequests, IMDSRoundTrips int
 }
 
 // Add waits for each selected link, then installs its policy routing.
@@ -50,6 +52,9 @@ func (p *Plugin) add(args *skel.CmdArgs) (*Outcome, error) {
 	if err != nil {
 		return nil, err
 	}
+	// IMDS runs alongside the namespace work below (see lookups).
+	lk := p.startLookups(ctx, cfg, sel, "nothing was installed")
+	defer lk.stop()
 	t, err := openTarget(args.Netns)
 	if err != nil {
 		return nil, err
@@ -65,6 +70,7 @@ func (p *Plugin) add(args *skel.CmdArgs) (*Outcome, error) {
 			return nil, linkTimeoutError(ctx, cfg, s.name, args.Netns, err)
 		}
 		links[i] = link
+		lk.linkFound(i, link)
 	}
 
 	// Facts (addresses, gateways, IMDS) need no lock; gather them first so
@@ -72,7 +78,7 @@ func (p *Plugin) add(args *skel.CmdArgs) (*Outcome, error) {
 	ifaces := make([]plan.Interface, len(sel))
 	metas := make([]*ENIMetadata, len(sel))
 	for i := range sel {
-		ifaces[i], metas[i], err = p.interfaceFacts(ctx, cfg, t, &sel[i], links[i])
+		ifaces[i], metas[i], err = p.interfaceFacts(cfg, t, &sel[i], links[i], lk, i)
 		if err != nil {
 			return nil, err
 		}
@@ -154,6 +160,7 @@ func (p *Plugin) add(args *skel.CmdArgs) (*Outcome, error) {
 		return nil, lerr
 	}
 	out := &Outcome{Tables: want.Tables()}
+	p.imdsUsage(cfg, out)
 	for _, c := range changes {
 		if c.Added {
 			out.Added = append(out.Added, c.Summary)
@@ -308,19 +315,30 @@ func (p *Plugin) check(args *skel.CmdArgs, _ *Outcome) error {
 	if err != nil {
 		return errCode(types.ErrIOFailure, err)
 	}
+	// With IMDS, CHECK verifies what ADD derived from it too (source rules
+	// of secondary IPs and prefixes, subnet routes, table, altnames),
+	// asking IMDS within the same bounds as ADD.
+	lk := p.startLookups(p.ctx(), cfg, sel, "CHECK cannot verify the IMDS-derived rules, routes and altnames")
+	defer lk.stop()
+	links := make([]netlink.Link, len(sel))
+	for i, s := range sel {
+		if link, err := t.h.Netlink().LinkByName(s.name); err == nil {
+			links[i] = link
+			lk.linkFound(i, link)
+		}
+	}
 	var problems []string
 	var ifaces []plan.Interface
-	for _, s := range sel {
-		link, err := t.h.Netlink().LinkByName(s.name)
-		if err != nil {
+	for i := range sel {
+		s := &sel[i]
+		if links[i] == nil {
 			problems = append(problems, fmt.Sprintf("interface %s is missing", s.name))
 			continue
 		}
-		// CHECK never calls IMDS: it verifies what the prevResult and
-		// link imply, in the table ADD chose for this link.
-		noIMDS := *cfg
-		noIMDS.IMDS.Enabled = false
-		ifc, _, err := p.interfaceFacts(p.ctx(), &noIMDS, t, &s, link)
+		if _, err := lk.result(i); err != nil {
+			return err // IMDS down, or does not know the ENI: not verified
+		}
+		ifc, md, err := p.interfaceFacts(cfg, t, s, links[i], lk, i)
 		if err != nil {
 			problems = append(problems, err.Error())
 			continue
@@ -330,13 +348,12 @@ func (p *Plugin) check(args *skel.CmdArgs, _ *Outcome) error {
 			problems = append(problems, fmt.Sprintf("interface %s has no routing table of ours (no route with protocol %d through it)", s.name, plan.Protocol))
 			continue
 		}
-		ifc.Priority = cfg.RulePriority(ifc.Table)
-		if cfg.IMDS.Enabled {
-			// With IMDS the subnet routes come from metadata CHECK does
-			// not fetch; verify rules and the default route only.
-			ifc.Subnets = nil
+		if md != nil && md.Table != ifc.Table {
+			problems = append(problems, fmt.Sprintf("interface %s: routes in table %d, IMDS numbering gives table %d", s.name, ifc.Table, md.Table))
 		}
+		ifc.Priority = cfg.RulePriority(ifc.Table)
 		ifaces = append(ifaces, ifc)
+		problems = append(problems, p.missingAltNames(args, s.name, links[i])...)
 	}
 	// The main table's reject routes (vpc-eni's IMDS blackhole) are checked
 	// too: without their copy in our table, traffic sourced from the ENI

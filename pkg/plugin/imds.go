@@ -67,13 +67,24 @@ func (m *IMDSMetadata) Requests() int {
 	return m.client.Requests()
 }
 
+// Usage counts the requests and round trips to IMDS of cfg's invocation
+// so far (zero when it made none).
+func (m *IMDSMetadata) Usage(cfg *config.Config) (requests, roundTrips int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.client == nil || m.cfg != cfg {
+		return 0, 0
+	}
+	return m.client.Requests(), m.client.RoundTrips()
+}
+
 // Lookup implements MetadataSource.
-func (m *IMDSMetadata) Lookup(ctx context.Context, cfg *config.Config, mac net.HardwareAddr) (*ENIMetadata, error) {
+func (m *IMDSMetadata) Lookup(ctx context.Context, cfg *config.Config, mac net.HardwareAddr, await imds.AwaitListing) (*ENIMetadata, error) {
 	blocking.Ahead(ctx) // network I/O: let SIGTERM end it (see package blocking)
 	c, deadline := m.session(cfg)
 	lctx, cancel := context.WithDeadlineCause(ctx, deadline, errIMDSBudget)
 	defer cancel()
-	eni, err := c.Lookup(lctx, mac)
+	eni, err := c.LookupAwaiting(lctx, mac, await)
 	if err != nil {
 		return nil, lookupError(ctx, lctx, cfg, c.Endpoint(), mac, err)
 	}
@@ -95,32 +106,45 @@ func (m *IMDSMetadata) Ping(ctx context.Context, cfg *config.Config) error {
 	return nil
 }
 
-// lookupError maps a failed lookup to a CNI error. Nothing has been
-// installed when a lookup fails: facts are gathered before any change.
+// lookupError maps a failed lookup to a CNI error; the verb adds what the
+// failure meant for it (ADD: nothing was installed).
 func lookupError(ctx, lctx context.Context, cfg *config.Config, endpoint string, mac net.HardwareAddr, err error) error {
 	var ie *imds.Error
 	errors.As(err, &ie)
 	switch {
 	case errors.Is(err, imds.ErrUnknownMAC):
 		return types.NewError(types.ErrInvalidNetworkConfig,
-			fmt.Sprintf("IMDS at %s lists no network interface with MAC %s: the link is not an ENI attached to this instance", endpoint, mac), "")
+			fmt.Sprintf("IMDS at %s lists no network interface with MAC %s: the link is not an ENI attached to this instance (an unlisted MAC is waited for only on a physical link, or with imds.awaitUnlisted true)", endpoint, mac), "")
 	case errors.Is(err, imds.ErrNotPropagated):
 		return types.NewError(types.ErrTryAgainLater,
-			fmt.Sprintf("IMDS at %s still reports device-number 0 for MAC %s, which is not the instance's primary MAC, after %s: the ENI attachment has not propagated yet; nothing was installed", endpoint, mac, budgetUsed(ctx, lctx, cfg)), "")
-	case errors.Is(err, imds.ErrMalformed):
-		return types.NewError(types.ErrIOFailure, fmt.Sprintf("IMDS at %s: %v", endpoint, err), "")
+			fmt.Sprintf("IMDS at %s still reports device-number 0 for MAC %s, which is not the instance's primary MAC, after %s: the ENI attachment has not propagated yet", endpoint, mac, budgetUsed(ctx, lctx, cfg)), "")
 	case errors.Is(context.Cause(ctx), errSignal):
 		return types.NewError(types.ErrTryAgainLater,
-			fmt.Sprintf("interrupted by signal while querying IMDS at %s; nothing was installed", endpoint), "")
+			fmt.Sprintf("interrupted by signal while querying IMDS at %s", endpoint), "")
+	case errors.Is(err, imds.ErrNotListed):
+		return types.NewError(types.ErrTryAgainLater,
+			fmt.Sprintf("IMDS at %s still lists no network interface with MAC %s after %s: the ENI attachment has not propagated yet, or the link is not an ENI of this instance (imds.awaitUnlisted false stops waiting for it)", endpoint, mac, budgetUsed(ctx, lctx, cfg)), "")
+	case errors.Is(err, imds.ErrMalformed):
+		return types.NewError(types.ErrIOFailure, fmt.Sprintf("IMDS at %s: %v", endpoint, err), "")
 	case lctx.Err() != nil:
 		return types.NewError(types.ErrTryAgainLater,
-			fmt.Sprintf("IMDS at %s did not answer within %s (%v); nothing was installed", endpoint, budgetUsed(ctx, lctx, cfg), err), "")
+			fmt.Sprintf("IMDS at %s did not answer within %s (%v)", endpoint, budgetUsed(ctx, lctx, cfg), err), "")
 	case ie != nil && ie.Status != 0 && ie.Status != http.StatusTooManyRequests && ie.Status < 500:
 		return types.NewError(types.ErrIOFailure, fmt.Sprintf("IMDS at %s refused the request: %v", endpoint, err), "")
 	}
 	// Throttled, server errors or connection errors, retries spent.
 	return types.NewError(types.ErrTryAgainLater,
-		fmt.Sprintf("IMDS at %s is unavailable (%v); nothing was installed", endpoint, err), "")
+		fmt.Sprintf("IMDS at %s is unavailable (%v)", endpoint, err), "")
+}
+
+// withConsequence appends what a failure meant for the verb to a CNI
+// error's message, keeping its code.
+func withConsequence(err error, what string) error {
+	var te *types.Error
+	if errors.As(err, &te) {
+		return types.NewError(te.Code, te.Msg+"; "+what, te.Details)
+	}
+	return err
 }
 
 // budgetUsed names the bound that ended the lookup.
