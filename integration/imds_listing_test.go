@@ -199,4 +199,3 @@ func TestIMDSCheck(t *testing.T) {
 	r, _ := runPlugin(t, env, conf)
 	r.MustSucceed(t, "DEL")
 }
-
