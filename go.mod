@@ -3,13 +3,9 @@ module github.com/ec2-policy-routes/ec2-policy-routes
 go 1.26.8
 
 require (
-	github.com/aws/aws-sdk-go-v2 v1.48.0
-	github.com/aws/aws-sdk-go-v2/feature/ec2/imds v1.20.9
 	github.com/containernetworking/cni v1.3.1
 	github.com/containernetworking/plugins v1.10.0
 	github.com/vishvananda/netlink v1.3.1
 	github.com/vishvananda/netns v0.0.5
 	golang.org/x/sys v0.50.0
 )
-
-require github.com/aws/smithy-go v1.28.9 // indirect

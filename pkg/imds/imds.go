@@ -1,33 +1,24 @@
 // Package imds looks up one ENI's facts in the EC2 instance metadata
-// service, IMDSv2 only, through aws-sdk-go-v2's feature/ec2/imds client.
+// service, IMDSv2 only, with a small client on net/http (see session.go).
 //
 // A Client is meant to live for one plugin invocation: it fetches one
 // session token (on its first request) and reuses it, never falls back to
 // IMDSv1, retries a request only on 429, 5xx and connection errors (at most
 // MaxAttempts times), and bounds every request by the caller's context. It
-// asks only for the keys a lookup needs. Nothing here runs at package init:
-// the SDK client is built by New.
+// asks for the keys a lookup needs, most of them at once. Nothing here runs
+// at package init: the client is built by New.
 package imds
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	sdkimds "github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 )
 
 // DefaultEndpoint is the IPv4 IMDS endpoint of every EC2 instance.
@@ -47,8 +38,8 @@ const (
 	KeySubnetIPv6CIDRs = "subnet-ipv6-cidr-blocks"
 )
 
-// Per-attempt bounds. The dial bound is the SDK's own; the response bound
-// is twice the SDK's 500 ms so a busy but healthy IMDS is not retried into
+// Per-attempt bounds. The dial bound is aws-sdk-go-v2's; the response
+// bound is twice its 500 ms so a busy but healthy IMDS is not retried into
 // throttling. The caller's context bounds the whole lookup.
 const (
 	dialTimeout           = 250 * time.Millisecond
@@ -74,145 +65,6 @@ var (
 	// ErrMalformed: IMDS answered 200 with a body that does not parse.
 	ErrMalformed = errors.New("malformed IMDS answer")
 )
-
-// Options configures a Client.
-type Options struct {
-	// Endpoint is the IMDS base URL; DefaultEndpoint when empty. The SDK's
-	// AWS_EC2_METADATA_* environment variables are not consulted: the
-	// plugin's configuration is the only source.
-	Endpoint string
-	// MaxAttempts per request (first try included); 3 when zero.
-	MaxAttempts int
-	// PropagationPoll is the first interval between device-number polls
-	// while an attachment propagates (doubling up to 5x); 50 ms when zero.
-	PropagationPoll time.Duration
-	// HTTPClient replaces the default transport (tests).
-	HTTPClient sdkimds.HTTPClient
-}
-
-// Client looks up ENIs. Safe for concurrent use.
-type Client struct {
-	sdk      *sdkimds.Client
-	endpoint string
-	poll     time.Duration
-	requests atomic.Int64
-	rounds   atomic.Int64
-
-	tokenReady chan struct{} // closed when the session token arrived
-	tokenOnce  sync.Once
-
-	mu      sync.Mutex
-	primary net.HardwareAddr // cached top-level `mac`
-}
-
-// New builds a client. It makes no request.
-func New(o Options) *Client {
-	c := &Client{endpoint: o.Endpoint, poll: o.PropagationPoll, tokenReady: make(chan struct{})}
-	if c.endpoint == "" {
-		c.endpoint = DefaultEndpoint
-	}
-	if c.poll <= 0 {
-		c.poll = 50 * time.Millisecond
-	}
-	attempts := o.MaxAttempts
-	if attempts <= 0 {
-		attempts = 3
-	}
-	hc := o.HTTPClient
-	if hc == nil {
-		hc = &http.Client{Transport: &http.Transport{
-			Proxy:                 nil, // IMDS is link-local: never through a proxy
-			DialContext:           (&net.Dialer{Timeout: dialTimeout}).DialContext,
-			ResponseHeaderTimeout: responseHeaderTimeout,
-			MaxIdleConnsPerHost:   8,
-			IdleConnTimeout:       10 * time.Second,
-		}}
-	}
-	c.sdk = sdkimds.New(sdkimds.Options{
-		Endpoint:          c.endpoint,
-		ClientEnableState: sdkimds.ClientEnabled,
-		EnableFallback:    aws.FalseTernary, // IMDSv2 only
-		// Our backoff, not the SDK's up-to-1 s one: the budget is small.
-		DisableDefaultMaxBackoff: true,
-		HTTPClient:               countingClient{hc, c},
-		Retryer: retry.NewStandard(func(so *retry.StandardOptions) {
-			so.MaxAttempts = attempts
-			so.Retryables = []retry.IsErrorRetryable{retry.IsErrorRetryableFunc(retryable)}
-			so.RateLimiter = ratelimit.None
-			so.Backoff = retry.BackoffDelayerFunc(backoff)
-		}),
-	})
-	return c
-}
-
-// Endpoint is the base URL requests go to.
-func (c *Client) Endpoint() string { return c.endpoint }
-
-// Requests counts HTTP requests sent so far (token, metadata, retries).
-func (c *Client) Requests() int { return int(c.requests.Load()) }
-
-// RoundTrips counts the sequential steps of requests so far: the token,
-// then each batch asked at once, each poll.
-func (c *Client) RoundTrips() int { return int(c.rounds.Load()) }
-
-// wave counts one step of requests, and the token fetch ahead of it on the
-// session's first.
-func (c *Client) wave() {
-	c.rounds.Add(1)
-	select {
-	case <-c.tokenReady:
-	default:
-		c.rounds.Add(1)
-	}
-}
-
-// countingClient counts requests and tells getAll when the token is in.
-type countingClient struct {
-	hc sdkimds.HTTPClient
-	c  *Client
-}
-
-func (cc countingClient) Do(r *http.Request) (*http.Response, error) {
-	cc.c.requests.Add(1)
-	resp, err := cc.hc.Do(r)
-	if err == nil && r.Method == http.MethodPut && resp.StatusCode == http.StatusOK && strings.HasSuffix(r.URL.Path, "/api/token") {
-		cc.c.tokenOnce.Do(func() { close(cc.c.tokenReady) })
-	}
-	return resp, err
-}
-
-// retryable retries throttling (429), server errors (5xx) and connection
-// errors; nothing else. The SDK marks a failed token fetch, whose own
-// attempts are spent, as not retryable: honour that first so attempts do not
-// multiply.
-func retryable(err error) aws.Ternary {
-	var canceled interface{ CanceledError() bool }
-	if errors.As(err, &canceled) && canceled.CanceledError() {
-		return aws.FalseTernary
-	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return aws.FalseTernary
-	}
-	var marked interface{ RetryableError() bool }
-	if errors.As(err, &marked) && !marked.RetryableError() {
-		return aws.FalseTernary
-	}
-	var status interface{ HTTPStatusCode() int }
-	if errors.As(err, &status) {
-		code := status.HTTPStatusCode()
-		return aws.BoolTernary(code == http.StatusTooManyRequests || code >= 500)
-	}
-	if (retry.RetryableConnectionError{}).IsErrorRetryable(err) == aws.TrueTernary {
-		return aws.TrueTernary
-	}
-	return aws.FalseTernary
-}
-
-// backoff: 50 ms, 100 ms, 200 ms ... capped at 400 ms, with jitter.
-func backoff(attempt int, _ error) (time.Duration, error) {
-	d := 50 * time.Millisecond << min(max(attempt-1, 0), 3)
-	return d/2 + rand.N(d/2+1), nil
-}
 
 // ENI is what IMDS says about one network interface.
 type ENI struct {
@@ -246,43 +98,7 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// get fetches one key; found is false on 404.
-func (c *Client) get(ctx context.Context, key string) (body string, found bool, err error) {
-	out, err := c.sdk.GetMetadata(ctx, &sdkimds.GetMetadataInput{Path: key})
-	if err != nil {
-		var status interface{ HTTPStatusCode() int }
-		if errors.As(err, &status) {
-			if status.HTTPStatusCode() == http.StatusNotFound {
-				return "", false, nil
-			}
-			code := status.HTTPStatusCode()
-			return "", false, &Error{Key: key, Status: code, Err: errors.New(http.StatusText(code))}
-		}
-		if ctxErr := context.Cause(ctx); ctxErr != nil {
-			return "", false, &Error{Key: key, Err: fmt.Errorf("%w (last error: %v)", ctxErr, err)} //nolint:errorlint // the budget is the cause; the SDK error is context only
-		}
-		return "", false, &Error{Key: key, Err: err}
-	}
-	defer out.Content.Close()
-	b, err := io.ReadAll(io.LimitReader(out.Content, maxBody+1))
-	if err != nil {
-		return "", false, &Error{Key: key, Err: err}
-	}
-	// A body cut at the limit would parse as a shorter, wrong answer (the
-	// last line of a list truncated into another valid address): refuse it.
-	if len(b) > maxBody {
-		return "", false, &Error{Key: key, Err: fmt.Errorf("%w: answer larger than %d bytes", ErrMalformed, maxBody)}
-	}
-	return string(b), true, nil
-}
 
-// Ping fetches a session token: the cheapest proof that IMDSv2 answers.
-func (c *Client) Ping(ctx context.Context) error {
-	// GetToken is not exported; a metadata read carries one. `mac` is tiny
-	// and is what a lookup may need anyway.
-	_, err := c.primaryMAC(ctx)
-	return err
-}
 
 func (c *Client) primaryMAC(ctx context.Context) (net.HardwareAddr, error) {
 	c.mu.Lock()
