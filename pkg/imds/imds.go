@@ -98,8 +98,6 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-
-
 func (c *Client) primaryMAC(ctx context.Context) (net.HardwareAddr, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
