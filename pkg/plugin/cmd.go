@@ -14,6 +14,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/config"
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/kernel"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/linkwait"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/nslock"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/plan"
@@ -297,11 +298,12 @@ func delNames(cfg *config.Config, args *skel.CmdArgs) []string {
 // prevResult is present; later plugins' additions are tolerated.
 func (p *Plugin) Check(args *skel.CmdArgs) error { return p.invoke("CHECK", args, p.check) }
 
-func (p *Plugin) check(args *skel.CmdArgs, _ *Outcome) error {
+func (p *Plugin) check(args *skel.CmdArgs, out *Outcome) error {
 	cfg, err := config.Parse(args.StdinData)
 	if err != nil {
 		return err
 	}
+	defer p.imdsUsage(cfg, out)
 	sel, err := selectInterfaces(cfg, args)
 	if err != nil {
 		return err
@@ -330,30 +332,18 @@ func (p *Plugin) check(args *skel.CmdArgs, _ *Outcome) error {
 	var problems []string
 	var ifaces []plan.Interface
 	for i := range sel {
-		s := &sel[i]
 		if links[i] == nil {
-			problems = append(problems, fmt.Sprintf("interface %s is missing", s.name))
+			problems = append(problems, fmt.Sprintf("interface %s is missing", sel[i].name))
 			continue
 		}
 		if _, err := lk.result(i); err != nil {
 			return err // IMDS down, or does not know the ENI: not verified
 		}
-		ifc, md, err := p.interfaceFacts(cfg, t, s, links[i], lk, i)
-		if err != nil {
-			problems = append(problems, err.Error())
-			continue
+		ifc, missing := p.checkFacts(cfg, args, t, st, &sel[i], links[i], lk, i)
+		problems = append(problems, missing...)
+		if ifc != nil {
+			ifaces = append(ifaces, *ifc)
 		}
-		ifc.Table = st.OurTableByLink[ifc.Index]
-		if ifc.Table == 0 {
-			problems = append(problems, fmt.Sprintf("interface %s has no routing table of ours (no route with protocol %d through it)", s.name, plan.Protocol))
-			continue
-		}
-		if md != nil && md.Table != ifc.Table {
-			problems = append(problems, fmt.Sprintf("interface %s: routes in table %d, IMDS numbering gives table %d", s.name, ifc.Table, md.Table))
-		}
-		ifc.Priority = cfg.RulePriority(ifc.Table)
-		ifaces = append(ifaces, ifc)
-		problems = append(problems, p.missingAltNames(args, s.name, links[i])...)
 	}
 	// The main table's reject routes (vpc-eni's IMDS blackhole) are checked
 	// too: without their copy in our table, traffic sourced from the ENI
@@ -368,6 +358,26 @@ func (p *Plugin) check(args *skel.CmdArgs, _ *Outcome) error {
 			"ec2-policy-routes CHECK failed: missing "+strings.Join(problems, "; "), "")
 	}
 	return nil
+}
+
+// checkFacts is CHECK's plan input for one present interface, in the table
+// ADD chose for its link (nil when it has none), and what is already
+// missing: that table, the IMDS numbering, altnames ADD added.
+func (p *Plugin) checkFacts(cfg *config.Config, args *skel.CmdArgs, t *target, st *kernel.State, s *selected, link netlink.Link, lk *lookups, i int) (*plan.Interface, []string) {
+	ifc, md, err := p.interfaceFacts(cfg, t, s, link, lk, i)
+	if err != nil {
+		return nil, []string{err.Error()}
+	}
+	ifc.Table = st.OurTableByLink[ifc.Index]
+	if ifc.Table == 0 {
+		return nil, []string{fmt.Sprintf("interface %s has no routing table of ours (no route with protocol %d through it)", s.name, plan.Protocol)}
+	}
+	var missing []string
+	if md != nil && md.Table != ifc.Table {
+		missing = append(missing, fmt.Sprintf("interface %s: routes in table %d, IMDS numbering gives table %d", s.name, ifc.Table, md.Table))
+	}
+	ifc.Priority = cfg.RulePriority(ifc.Table)
+	return &ifc, append(missing, p.missingAltNames(args, s.name, link)...)
 }
 
 // Status reports readiness: the plugin needs the kernel and, when
