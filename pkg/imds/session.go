@@ -98,16 +98,8 @@ func (c *Client) Requests() int { return int(c.requests.Load()) }
 // then each batch asked at once, each poll.
 func (c *Client) RoundTrips() int { return int(c.rounds.Load()) }
 
-// wave counts one step of requests, and the token fetch ahead of it on the
-// session's first.
-func (c *Client) wave() {
-	c.rounds.Add(1)
-	select {
-	case <-c.tokenReady:
-	default:
-		c.rounds.Add(1)
-	}
-}
+// wave counts one step of requests (a token fetch counts as its own).
+func (c *Client) wave() { c.rounds.Add(1) }
 
 // Ping fetches a session token: the cheapest proof that IMDSv2 answers.
 func (c *Client) Ping(ctx context.Context) error {
@@ -127,6 +119,7 @@ func (c *Client) sessionToken(ctx context.Context) (string, error) {
 	case c.tokErr != nil:
 		return "", c.tokErr
 	}
+	c.wave()
 	body, status, err := c.send(ctx, http.MethodPut, tokenPath, func(r *http.Request) { r.Header.Set(tokenTTLHeader, tokenTTL) })
 	if err == nil && status != http.StatusOK {
 		err = fmt.Errorf("HTTP %d: %s", status, http.StatusText(status))

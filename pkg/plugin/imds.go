@@ -26,9 +26,9 @@ type MetadataPinger interface {
 
 // IMDSMetadata is the MetadataSource backed by EC2 IMDSv2. Per invocation
 // (recognised by its parsed *config.Config, which every verb makes afresh)
-// the SDK client, and with it the one session token, is built on first use,
-// and every lookup of the invocation shares one budget of imds.timeout from
-// that first use.
+// the client, and with it the one session token, is built on first use, and
+// every lookup of the invocation shares one budget of imds.timeout from the
+// first of them.
 type IMDSMetadata struct {
 	mu       sync.Mutex
 	client   *imds.Client
@@ -44,17 +44,41 @@ func NewIMDSMetadata() *IMDSMetadata { return &IMDSMetadata{} }
 // errIMDSBudget is the cause of an expired imds.timeout.
 var errIMDSBudget = errors.New("imds.timeout expired")
 
+// session returns the invocation's client and budget, starting the budget
+// on first use.
 func (m *IMDSMetadata) session(cfg *config.Config) (*imds.Client, time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	c := m.clientLocked(cfg)
+	if m.deadline.IsZero() {
+		m.deadline = time.Now().Add(cfg.IMDS.Timeout)
+	}
+	return c, m.deadline
+}
+
+func (m *IMDSMetadata) clientLocked(cfg *config.Config) *imds.Client {
 	if m.client == nil || m.cfg != cfg {
 		o := m.Options
 		o.Endpoint = cfg.IMDS.Endpoint
 		m.client = imds.New(o)
 		m.cfg = cfg
-		m.deadline = time.Now().Add(cfg.IMDS.Timeout)
+		m.deadline = time.Time{}
 	}
-	return m.client, m.deadline
+	return m.client
+}
+
+// Prime fetches the invocation's session token ahead of its first lookup
+// (standalone mode: while the link is awaited), bounded by imds.timeout on
+// its own: the lookups' budget starts with the first of them, so a slow
+// link does not eat it. A failure is left for the lookup to report.
+func (m *IMDSMetadata) Prime(ctx context.Context, cfg *config.Config) {
+	blocking.Ahead(ctx) // network I/O: let SIGTERM end it (see package blocking)
+	m.mu.Lock()
+	c := m.clientLocked(cfg)
+	m.mu.Unlock()
+	pctx, cancel := context.WithTimeoutCause(ctx, cfg.IMDS.Timeout, errIMDSBudget)
+	defer cancel()
+	_ = c.Ping(pctx)
 }
 
 // Requests counts the HTTP requests sent to IMDS so far in this invocation.

@@ -50,10 +50,24 @@ func (p *Plugin) startLookups(ctx context.Context, cfg *config.Config, sel []sel
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	l := &lookups{p: p, cfg: cfg, ctx: ctx, cancel: cancel, items: make([]*lookup, len(sel)), consequence: consequence}
+	prime := false
 	for i, s := range sel {
 		if mac := prevResultMAC(cfg, s); mac != nil {
 			l.items[i] = l.start(mac)
+		} else {
+			prime = true
 		}
+	}
+	// A MAC known only from the link (standalone mode): fetch the session
+	// token meanwhile, so the lookup is one round trip once it is.
+	if pr, ok := p.Metadata.(interface {
+		Prime(context.Context, *config.Config)
+	}); ok && prime {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			pr.Prime(ctx, cfg)
+		}()
 	}
 	return l
 }
