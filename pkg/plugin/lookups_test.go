@@ -134,3 +134,34 @@ func lookupRunning() bool {
 	buf := make([]byte, 1<<20)
 	return strings.Contains(string(buf[:runtime.Stack(buf, true)]), "plugin.(*lookups).start")
 }
+
+// Standalone mode: the session token is fetched while the link is awaited,
+// and a link slower than imds.timeout does not eat the lookup's budget,
+// which starts with the lookup. Needs root; skips otherwise.
+func TestAddStandalonePrimesTokenAndKeepsBudget(t *testing.T) {
+	nsh, nl := netnstest.New(t)
+	f := imdsfake.New(mdPrimary, imdsfake.ENI{MAC: mdENI1, DeviceNumber: 1, LocalIPv4s: []string{"10.0.1.25"}, SubnetIPv4: "10.0.1.0/24"})
+	url, tokenServed := startCounted(t, f, 1)
+	p := &Plugin{Metadata: NewIMDSMetadata(), StateDir: t.TempDir()}
+	stdin := fmt.Sprintf(`{"cniVersion":"0.3.0","name":"n","type":"ec2-policy-routes","linkTimeout":"5s","imds":{"endpoint":%q,"timeout":"300ms"}}`, url)
+	args := &skel.CmdArgs{ContainerID: "c", IfName: "eth0", Netns: netnsPath(nsh), StdinData: []byte(stdin)}
+	done := make(chan error, 1)
+	go func() { done <- p.Add(args) }()
+	select {
+	case <-tokenServed:
+	case err := <-done:
+		t.Fatalf("ADD ended without its link: %v", err)
+	}
+	if f.Count() != 1 || f.TokensIssued() != 1 {
+		t.Fatalf("before the link: %v, want the token alone", f.Requests())
+	}
+	// The ENI arrives later than imds.timeout after the token.
+	time.Sleep(400 * time.Millisecond)
+	testENI(t, nl, "eth0", "peer0", mdENI1, "10.0.1.25/24")
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if f.Count() != 9 || f.TokensIssued() != 1 {
+		t.Errorf("%d requests, %d tokens, want 9 and 1: %v", f.Count(), f.TokensIssued(), f.Requests())
+	}
+}
