@@ -245,7 +245,7 @@ func (b *bench) timeout(ctx context.Context) error {
 // loggedDuration reads what ours appended to its log since the last call
 // and returns the last line's duration_ms (0 when there is none).
 func (b *bench) loggedDuration() time.Duration {
-	return time.Duration(b.loggedLine().DurationMS * float64(time.Millisecond))
+	return b.loggedLine().duration()
 }
 
 // logLine is what the benchmark reads from ours' log line.
@@ -253,6 +253,10 @@ type logLine struct {
 	DurationMS     float64 `json:"duration_ms"`
 	IMDSRequests   int     `json:"imds_requests"`
 	IMDSRoundTrips int     `json:"imds_round_trips"`
+}
+
+func (l logLine) duration() time.Duration {
+	return time.Duration(l.DurationMS * float64(time.Millisecond))
 }
 
 // loggedLine reads what ours appended to its log since the last call and
