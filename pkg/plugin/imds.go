@@ -72,7 +72,6 @@ func (m *IMDSMetadata) clientLocked(cfg *config.Config) *imds.Client {
 // its own: the lookups' budget starts with the first of them, so a slow
 // link does not eat it. A failure is left for the lookup to report.
 func (m *IMDSMetadata) Prime(ctx context.Context, cfg *config.Config) {
-	blocking.Ahead(ctx) // network I/O: let SIGTERM end it (see package blocking)
 	m.mu.Lock()
 	c := m.clientLocked(cfg)
 	m.mu.Unlock()
@@ -102,9 +101,10 @@ func (m *IMDSMetadata) Usage(cfg *config.Config) (requests, roundTrips int) {
 	return m.client.Requests(), m.client.RoundTrips()
 }
 
-// Lookup implements MetadataSource.
+// Lookup implements MetadataSource. The caller that waits for it installs
+// the SIGTERM handler (blocking.Ahead): lookups does when it joins, while
+// the requests are in flight rather than ahead of them.
 func (m *IMDSMetadata) Lookup(ctx context.Context, cfg *config.Config, mac net.HardwareAddr, await imds.AwaitListing) (*ENIMetadata, error) {
-	blocking.Ahead(ctx) // network I/O: let SIGTERM end it (see package blocking)
 	c, deadline := m.session(cfg)
 	lctx, cancel := context.WithDeadlineCause(ctx, deadline, errIMDSBudget)
 	defer cancel()

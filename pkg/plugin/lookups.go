@@ -8,6 +8,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/blocking"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/config"
 )
 
@@ -143,7 +144,15 @@ func (l *lookups) result(i int) (*ENIMetadata, error) {
 		return nil, nil
 	}
 	it := l.items[i]
-	<-it.done
+	select {
+	case <-it.done:
+	default:
+		// About to wait for IMDS: let SIGTERM end it. Installing the
+		// handler (~1 ms on a busy host, see package blocking) overlaps
+		// the requests already in flight.
+		blocking.Ahead(l.ctx)
+		<-it.done
+	}
 	if it.err != nil {
 		return nil, withConsequence(it.err, l.consequence)
 	}

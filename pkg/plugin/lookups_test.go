@@ -1,11 +1,13 @@
 package plugin
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/vishvananda/netlink"
 
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/blocking"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/imdsfake"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/internal/netnstest"
 )
@@ -163,5 +166,37 @@ func TestAddStandalonePrimesTokenAndKeepsBudget(t *testing.T) {
 	}
 	if f.Count() != 9 || f.TokensIssued() != 1 {
 		t.Errorf("%d requests, %d tokens, want 9 and 1: %v", f.Count(), f.TokensIssued(), f.Requests())
+	}
+}
+
+// SIGTERM while ADD waits for a hanging IMDS: the handler goes in when ADD
+// starts waiting for the lookup, and the signal ends ADD at once with code
+// 11, nothing installed. Needs root; skips otherwise.
+func TestAddSignalDuringLookup(t *testing.T) {
+	nsh, nl := netnstest.New(t)
+	testENI(t, nl, "eth0", "peer0", mdENI1, "10.0.1.25/24")
+	f := mdFake()
+	f.SetHang(true)
+	url := imdsfake.Start(t, f)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	waiting := make(chan struct{})
+	var once sync.Once
+	ctx = blocking.WithHook(ctx, func() { once.Do(func() { close(waiting) }) })
+	p := &Plugin{Ctx: ctx, Metadata: NewIMDSMetadata(), StateDir: t.TempDir()}
+	stdin := fmt.Sprintf(`{"cniVersion":"0.3.0","name":"n","type":"ec2-policy-routes","imds":{"endpoint":%q,"timeout":"5s"}}`, url)
+	done := make(chan error, 1)
+	go func() {
+		done <- p.Add(&skel.CmdArgs{ContainerID: "c", IfName: "eth0", Netns: netnsPath(nsh), StdinData: []byte(stdin)})
+	}()
+	<-waiting
+	sent := time.Now()
+	cancel(ErrSignal())
+	wantCode(t, <-done, types.ErrTryAgainLater, "interrupted by signal while querying IMDS", "nothing was installed")
+	if lag := time.Since(sent); lag > 100*time.Millisecond {
+		t.Errorf("ADD ended %v after the signal", lag)
+	}
+	if rules, _ := nl.RuleList(netlink.FAMILY_V4); len(rules) != 3 {
+		t.Errorf("rules after the signal: %v", rules)
 	}
 }
