@@ -268,13 +268,13 @@ func (b *bench) renderIMDS(w *strings.Builder) {
 	if r.aemmNote != "" {
 		p("ec2-metadata-mock: %s.\n\n", r.aemmNote)
 	}
-	p("| Call | p50 / p90 / p99 (ms) | failures | requests per ADD | tokens per ADD | round trips per ADD | p50 / IMDS off p50 |\n|---|---|---|---|---|---|---|\n")
-	p("| ec2-policy-routes ADD, IMDS on (pkg/imdsfake) | %s | %s | %s | %s | %s | %s |\n", r.on.ok.triple(), r.on.failText(), countText(r.requests), countText(r.tokens), countText(r.logged.rounds), ratioCell(r.on, r.off))
+	p("| Call | p50 / p90 / p99 (ms) | failures | requests per ADD | tokens per ADD | round trips per ADD | p50 / IMDS off p50 | CPU p50 (ms) |\n|---|---|---|---|---|---|---|---|\n")
+	p("| ec2-policy-routes ADD, IMDS on (pkg/imdsfake) | %s | %s | %s | %s | %s | %s | %s |\n", r.on.ok.triple(), r.on.failText(), countText(r.requests), countText(r.tokens), countText(r.logged.rounds), ratioCell(r.on, r.off), ms(r.on.cpu.pct(50)))
 	if r.aemm.calls() > 0 {
-		p("| ec2-policy-routes ADD, IMDS on (ec2-metadata-mock) | %s | %s | %s (plugin's count) | – | %s | %s |\n", r.aemm.ok.triple(), r.aemm.failText(), countText(r.aemmLog.requests), countText(r.aemmLog.rounds), ratioCell(r.aemm, r.off))
+		p("| ec2-policy-routes ADD, IMDS on (ec2-metadata-mock) | %s | %s | %s (plugin's count) | – | %s | %s | %s |\n", r.aemm.ok.triple(), r.aemm.failText(), countText(r.aemmLog.requests), countText(r.aemmLog.rounds), ratioCell(r.aemm, r.off), ms(r.aemm.cpu.pct(50)))
 	}
-	p("| ec2-policy-routes ADD, IMDS off | %s | %s | 0 | 0 | 0 | 1 |\n", r.off.ok.triple(), r.off.failText())
-	p("| sbr ADD | %s | %s | – | – | – | %s |\n\n", r.sbr.ok.triple(), r.sbr.failText(), ratioCell(r.sbr, r.off))
+	p("| ec2-policy-routes ADD, IMDS off | %s | %s | 0 | 0 | 0 | 1 | %s |\n", r.off.ok.triple(), r.off.failText(), ms(r.off.cpu.pct(50)))
+	p("| sbr ADD | %s | %s | – | – | – | %s | %s |\n\n", r.sbr.ok.triple(), r.sbr.failText(), ratioCell(r.sbr, r.off), ms(r.sbr.cpu.pct(50)))
 	if len(r.verbOn) > 0 && len(r.verbOff) > 0 {
 		p("Ours' own measure of the verb (log `duration_ms`, from config parse to the log line) p50: IMDS on %s ms, off %s ms; the rest of each call is exec, runtime start and exit, the same for both.\n\n", ms(r.verbOn.pct(50)), ms(r.verbOff.pct(50)))
 	}
