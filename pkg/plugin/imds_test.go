@@ -242,7 +242,9 @@ func TestStatusIMDS(t *testing.T) {
 	}
 }
 
-// DEL, CHECK and GC never call IMDS: they fail fast or succeed without it.
+// DEL and GC never call IMDS, and neither does a CHECK whose namespace is
+// gone: they fail fast or succeed without it. (CHECK of a live namespace
+// does: TestIMDSCheck.)
 func TestDelCheckGCNeverCallIMDS(t *testing.T) {
 	f := mdFake()
 	url := imdsfake.Start(t, f)
