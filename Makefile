@@ -91,7 +91,7 @@ bench: build tools
 	$(GO) build -trimpath -ldflags "-s -w" -o bin/bench-empty ./integration/bench/empty
 	$(GO) build -trimpath -ldflags "-s -w" -o bin/bench-spawn ./integration/bench/spawn
 	$(GO) build -o bin/bench ./integration/bench
-	$(if $(filter 0,$(shell id -u)),,sudo) ./bin/bench -bin $(BIN) -sbr $(TOOLS)/sbr -empty bin/bench-empty -spawn bin/bench-spawn $(BENCHFLAGS)
+	$(if $(filter 0,$(shell id -u)),,sudo) ./bin/bench -bin $(BIN) -sbr $(TOOLS)/sbr -aemm $(TOOLS)/ec2-metadata-mock -empty bin/bench-empty -spawn bin/bench-spawn $(BENCHFLAGS)
 
 # Reliability suite (root; ~4 min on 2 cores): each fuzz target for FUZZTIME,
 # then every reliability scenario with the churn enabled (CHURN_CYCLES ADD/DEL

@@ -104,8 +104,8 @@ func imdsAltNames(t *testing.T, nl *netlink.Handle, ifname string) []string {
 // Two ENIs (device-number 1 on card 0, device-number 2 on card 1) with
 // secondary IPv4s and an IPv4 prefix: one ADD installs ec2-net-utils'
 // numbering, one rule per address and prefix, the VPC subnet routes and the
-// altnames; CHECK and DEL never ask IMDS; DEL removes only the altnames the
-// plugin added.
+// altnames; CHECK asks IMDS as ADD does, DEL never; DEL removes only the
+// altnames the plugin added.
 func TestIMDSTwoENIsRuleByRule(t *testing.T) {
 	h.RequireRoot(t)
 	bin := h.Binary(t)
@@ -183,13 +183,19 @@ func TestIMDSTwoENIsRuleByRule(t *testing.T) {
 	h.Run(context.Background(), t, bin, env, conf).MustSucceed(t, "second ADD")
 	equalSets(t, "routes after second ADD", imdsRoutes(t, nl), before)
 
+	// CHECK verifies the IMDS-derived objects, so it asks what ADD asked;
+	// DEL never asks.
 	fake.ResetLog()
 	env.Command = "CHECK"
 	h.Run(context.Background(), t, bin, env, conf).MustSucceed(t, "CHECK")
+	if fake.TokensIssued() != 1 || fake.Count() != 18 {
+		t.Errorf("CHECK made %d IMDS requests with %d tokens, want 18 with 1", fake.Count(), fake.TokensIssued())
+	}
+	fake.ResetLog()
 	env.Command = "DEL"
 	h.Run(context.Background(), t, bin, env, conf).MustSucceed(t, "DEL")
 	if fake.Count() != 0 {
-		t.Errorf("CHECK/DEL asked IMDS %d times", fake.Count())
+		t.Errorf("DEL asked IMDS %d times", fake.Count())
 	}
 	if rules, routes := h.Ours(t, nl); len(rules)+len(routes) != 0 {
 		t.Errorf("DEL left %v %v", h.RuleStrings(rules), routes)

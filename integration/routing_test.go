@@ -336,7 +336,10 @@ func TestRouteReAddLowerTableBase(t *testing.T) {
 	nl := ns.Handle(t)
 	eni := h.NewENI(t)
 	eni.MoveInto(t, ns, "eth0", []string{"10.0.6.10/24"}, "10.0.6.1")
-	runDirect(t, "ADD", ns, "eth0", conf11("")).MustSucceed(t, "ADD with tableBase 10000")
+	// One attachment throughout (same container ID): DEL acts only on the
+	// links its own attachment marked.
+	first, _ := runPlugin(t, cniEnv("ADD", ns, "eth0"), conf11(""))
+	first.MustSucceed(t, "ADD with tableBase 10000")
 	r, p := runPlugin(t, cniEnv("ADD", ns, "eth0"), conf11(`"tableBase":9000`))
 	r.MustSucceed(t, "re-ADD with tableBase 9000")
 	if rules, _ := h.Ours(t, nl); len(rules) != 1 || rules[0].Table != 10000 {
@@ -347,7 +350,8 @@ func TestRouteReAddLowerTableBase(t *testing.T) {
 	if len(lines) == 0 || !strings.Contains(lines[len(lines)-1].Note, want) {
 		t.Fatalf("log line's note does not say %q: %+v", want, lines)
 	}
-	runDirect(t, "DEL", ns, "eth0", conf11(`"tableBase":9000`)).MustSucceed(t, "DEL")
+	d, _ := runPlugin(t, cniEnv("DEL", ns, "eth0"), conf11(`"tableBase":9000`))
+	d.MustSucceed(t, "DEL")
 	assertNothingOurs(t, nl)
 	rep.add("table 10000 kept; note %q", lines[len(lines)-1].Note)
 }

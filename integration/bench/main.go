@@ -29,6 +29,7 @@ import (
 var (
 	flagBin      = flag.String("bin", "bin/ec2-policy-routes", "ec2-policy-routes binary (built as by `make build`)")
 	flagSbr      = flag.String("sbr", ".tools/bin/sbr", "upstream sbr binary (`make tools`)")
+	flagAEMM     = flag.String("aemm", ".tools/bin/ec2-metadata-mock", "AWS ec2-metadata-mock binary (`make tools`); the IMDS phase also runs against it when present")
 	flagEmpty    = flag.String("empty", "bin/bench-empty", "empty Go binary: the exec floor")
 	flagSpawn    = flag.String("spawn", "bin/bench-spawn", "spawn helper (integration/bench/spawn) that times each call and reports its rusage")
 	flagStrace   = flag.String("strace", "strace", "strace binary for the idle-cost cross-check (skipped when missing)")
@@ -191,7 +192,7 @@ func (b *bench) runAll(ctx context.Context) error {
 		{"arrival", "link arrival", b.arrival},
 		{"timeout", "absent link, linkTimeout 1s", b.timeout},
 		{"idle", "idle cost", b.idle},
-		{"imds", "IMDS enabled, local fake", b.imds},
+		{"imds", "IMDS enabled, local fake and ec2-metadata-mock", b.imds},
 	}
 	only := map[string]bool{}
 	for _, k := range strings.Split(*flagOnly, ",") {

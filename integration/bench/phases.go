@@ -245,14 +245,31 @@ func (b *bench) timeout(ctx context.Context) error {
 // loggedDuration reads what ours appended to its log since the last call
 // and returns the last line's duration_ms (0 when there is none).
 func (b *bench) loggedDuration() time.Duration {
+	return b.loggedLine().duration()
+}
+
+// logLine is what the benchmark reads from ours' log line.
+type logLine struct {
+	DurationMS     float64 `json:"duration_ms"`
+	IMDSRequests   int     `json:"imds_requests"`
+	IMDSRoundTrips int     `json:"imds_round_trips"`
+}
+
+func (l logLine) duration() time.Duration {
+	return time.Duration(l.DurationMS * float64(time.Millisecond))
+}
+
+// loggedLine reads what ours appended to its log since the last call and
+// returns the last line (zero when there is none).
+func (b *bench) loggedLine() logLine {
 	f, err := os.Open(b.log)
 	if err != nil {
-		return 0
+		return logLine{}
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return 0
+		return logLine{}
 	}
 	if st.Size() < b.logOff {
 		b.logOff = 0 // rotated
@@ -260,14 +277,12 @@ func (b *bench) loggedDuration() time.Duration {
 	buf := make([]byte, st.Size()-b.logOff)
 	n, _ := f.ReadAt(buf, b.logOff)
 	b.logOff += int64(n)
-	var d time.Duration
+	var last logLine
 	for _, line := range bytes.Split(buf[:n], []byte("\n")) {
-		var l struct {
-			DurationMS float64 `json:"duration_ms"`
-		}
+		var l logLine
 		if json.Unmarshal(line, &l) == nil && l.DurationMS > 0 {
-			d = time.Duration(l.DurationMS * float64(time.Millisecond))
+			last = l
 		}
 	}
-	return d
+	return last
 }

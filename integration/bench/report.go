@@ -160,7 +160,11 @@ func (b *bench) render() string {
 	row("Peak RSS, VERSION / empty binary p50 (MiB)", rssText(r.version[ours].rss)+" / "+rssText(r.empty.rss), rssText(r.version[sbr].rss), "", "", "")
 	so, ss := size(b.bin[ours]), size(b.bin[sbr])
 	row("Binary size", mib(so), mib(ss), fmt.Sprintf("%.2f", float64(so)/float64(ss)), "", "")
-	row("IMDS enabled (local fake): ADD p50 / p90 / p99; requests per ADD", r.imds.oursText(), "n/a (no IMDS)", r.imds.ratioText(), "", "")
+	row("IMDS enabled (local fake): ADD p50 / p90 / p99; requests, round trips per ADD", r.imds.oursText(), "n/a (no IMDS)", r.imds.ratioText(), "", "")
+	onOff, okFake := onOffRatio(r.imds.on, r.imds.off)
+	aemmOff, okAEMM := onOffRatio(r.imds.aemm, r.imds.off)
+	row("ADD p50 IMDS on / IMDS off, same run: local fake; ec2-metadata-mock", imdsRatioCells(onOff, okFake, aemmOff, okAEMM, r.imds.aemmNote),
+		"", "", fmt.Sprintf("≤ %.2f× (fake)", imdsRatioTarget), passFail(okFake && onOff <= imdsRatioTarget))
 	p("\n")
 
 	b.renderBreakdown(&w)
@@ -301,4 +305,18 @@ func versionOf(bin string) string {
 		return "version unknown"
 	}
 	return strings.TrimSpace(string(out))
+}
+
+func imdsRatioCells(fake float64, okFake bool, aemm float64, okAEMM bool, aemmNote string) string {
+	out := "–"
+	if okFake {
+		out = fmt.Sprintf("%.2f", fake)
+	}
+	switch {
+	case okAEMM:
+		out += fmt.Sprintf("; %.2f", aemm)
+	case aemmNote != "":
+		out += "; " + aemmNote
+	}
+	return out
 }

@@ -63,6 +63,9 @@ type IMDSConf struct {
 	Enabled  *bool  `json:"enabled,omitempty"`
 	Endpoint string `json:"endpoint,omitempty"`
 	Timeout  string `json:"timeout,omitempty"`
+	// AwaitUnlisted: wait (within timeout) for IMDS to list a MAC it does
+	// not know yet. Unset: only for physical links (see plugin).
+	AwaitUnlisted *bool `json:"awaitUnlisted,omitempty"`
 }
 
 // Default IMDS budget: the SDK's own default is 3 attempts 1 s apart; a
@@ -89,6 +92,8 @@ type IMDS struct {
 	Enabled  bool
 	Endpoint string
 	Timeout  time.Duration
+	// AwaitUnlisted is nil unless configured: the link's kind decides.
+	AwaitUnlisted *bool
 }
 
 // RulePriority is the priority of the rules for an interface using table:
@@ -259,6 +264,7 @@ func parseIMDS(in *IMDSConf, out *IMDS) error {
 		out.Enabled = *in.Enabled
 	}
 	out.Endpoint = in.Endpoint
+	out.AwaitUnlisted = in.AwaitUnlisted
 	if in.Endpoint != "" && !strings.HasPrefix(in.Endpoint, "http://") && !strings.HasPrefix(in.Endpoint, "https://") {
 		return invalid("imds.endpoint %q must be an http:// or https:// URL", in.Endpoint)
 	}

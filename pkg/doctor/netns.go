@@ -1,7 +1,9 @@
 package doctor
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -115,6 +117,9 @@ func (d *doctor) checkNetns() {
 			ns.PIDs = cand.pids
 		}
 		if err := readNamespace(cand.open, &ns); err != nil {
+			if vanished(err) {
+				continue // the task ended between listing and reading: nothing to report
+			}
 			ns.Error = err.Error()
 			errs = append(errs, fmt.Sprintf("%s: %v", label(ns), err))
 			d.rep.NamespaceErrors++
@@ -147,6 +152,12 @@ func (d *doctor) checkNetns() {
 		c.Status, c.Summary = StatusOK, summary
 	}
 	d.add(c)
+}
+
+// vanished reports an error from opening a namespace that no longer exists
+// (its netns file was unmounted or its last process exited mid-scan).
+func vanished(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ESRCH)
 }
 
 func label(ns Namespace) string {

@@ -5,6 +5,7 @@ import (
 	"net"
 
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/config"
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/imds"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/plugin"
 )
 
@@ -13,10 +14,12 @@ import (
 // the agent's container loses on every restart, so a later DEL could not
 // tell ours from ec2-net-utils' — and the names would ride back to the host
 // on the ENI. Everything else the front's DEL needs is in the kernel.
-type noAltNames struct{ inner plugin.MetadataSource }
+// It embeds the IMDS source so the plugin still sees its session methods
+// (token priming, request counts).
+type noAltNames struct{ *plugin.IMDSMetadata }
 
-func (m noAltNames) Lookup(ctx context.Context, cfg *config.Config, mac net.HardwareAddr) (*plugin.ENIMetadata, error) {
-	md, err := m.inner.Lookup(ctx, cfg, mac)
+func (m noAltNames) Lookup(ctx context.Context, cfg *config.Config, mac net.HardwareAddr, await imds.AwaitListing) (*plugin.ENIMetadata, error) {
+	md, err := m.IMDSMetadata.Lookup(ctx, cfg, mac, await)
 	if md != nil {
 		md.AltNames = nil
 	}

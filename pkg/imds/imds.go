@@ -1,33 +1,24 @@
 // Package imds looks up one ENI's facts in the EC2 instance metadata
-// service, IMDSv2 only, through aws-sdk-go-v2's feature/ec2/imds client.
+// service, IMDSv2 only, with a small client on net/http (see session.go).
 //
 // A Client is meant to live for one plugin invocation: it fetches one
 // session token (on its first request) and reuses it, never falls back to
 // IMDSv1, retries a request only on 429, 5xx and connection errors (at most
 // MaxAttempts times), and bounds every request by the caller's context. It
-// asks only for the keys a lookup needs. Nothing here runs at package init:
-// the SDK client is built by New.
+// asks for the keys a lookup needs, most of them at once. Nothing here runs
+// at package init: the client is built by New.
 package imds
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	sdkimds "github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 )
 
 // DefaultEndpoint is the IPv4 IMDS endpoint of every EC2 instance.
@@ -47,8 +38,8 @@ const (
 	KeySubnetIPv6CIDRs = "subnet-ipv6-cidr-blocks"
 )
 
-// Per-attempt bounds. The dial bound is the SDK's own; the response bound
-// is twice the SDK's 500 ms so a busy but healthy IMDS is not retried into
+// Per-attempt bounds. The dial bound is aws-sdk-go-v2's; the response
+// bound is twice its 500 ms so a busy but healthy IMDS is not retried into
 // throttling. The caller's context bounds the whole lookup.
 const (
 	dialTimeout           = 250 * time.Millisecond
@@ -68,124 +59,12 @@ var (
 	// ErrNotPropagated: device-number stayed 0 on a MAC that is not the
 	// instance's primary one until the context ended.
 	ErrNotPropagated = errors.New("ENI attachment not propagated to IMDS yet (device-number still 0)")
+	// ErrNotListed: IMDS did not list the MAC (404) until the context
+	// ended, while the caller expected it to (a fresh attachment).
+	ErrNotListed = errors.New("IMDS does not list this MAC yet")
 	// ErrMalformed: IMDS answered 200 with a body that does not parse.
 	ErrMalformed = errors.New("malformed IMDS answer")
 )
-
-// Options configures a Client.
-type Options struct {
-	// Endpoint is the IMDS base URL; DefaultEndpoint when empty. The SDK's
-	// AWS_EC2_METADATA_* environment variables are not consulted: the
-	// plugin's configuration is the only source.
-	Endpoint string
-	// MaxAttempts per request (first try included); 3 when zero.
-	MaxAttempts int
-	// PropagationPoll is the first interval between device-number polls
-	// while an attachment propagates (doubling up to 5x); 50 ms when zero.
-	PropagationPoll time.Duration
-	// HTTPClient replaces the default transport (tests).
-	HTTPClient sdkimds.HTTPClient
-}
-
-// Client looks up ENIs. Safe for concurrent use.
-type Client struct {
-	sdk      *sdkimds.Client
-	endpoint string
-	poll     time.Duration
-	requests atomic.Int64
-
-	mu      sync.Mutex
-	primary net.HardwareAddr // cached top-level `mac`
-}
-
-// New builds a client. It makes no request.
-func New(o Options) *Client {
-	c := &Client{endpoint: o.Endpoint, poll: o.PropagationPoll}
-	if c.endpoint == "" {
-		c.endpoint = DefaultEndpoint
-	}
-	if c.poll <= 0 {
-		c.poll = 50 * time.Millisecond
-	}
-	attempts := o.MaxAttempts
-	if attempts <= 0 {
-		attempts = 3
-	}
-	hc := o.HTTPClient
-	if hc == nil {
-		hc = &http.Client{Transport: &http.Transport{
-			Proxy:                 nil, // IMDS is link-local: never through a proxy
-			DialContext:           (&net.Dialer{Timeout: dialTimeout}).DialContext,
-			ResponseHeaderTimeout: responseHeaderTimeout,
-			MaxIdleConnsPerHost:   8,
-			IdleConnTimeout:       10 * time.Second,
-		}}
-	}
-	c.sdk = sdkimds.New(sdkimds.Options{
-		Endpoint:          c.endpoint,
-		ClientEnableState: sdkimds.ClientEnabled,
-		EnableFallback:    aws.FalseTernary, // IMDSv2 only
-		// Our backoff, not the SDK's up-to-1 s one: the budget is small.
-		DisableDefaultMaxBackoff: true,
-		HTTPClient:               countingClient{hc, &c.requests},
-		Retryer: retry.NewStandard(func(so *retry.StandardOptions) {
-			so.MaxAttempts = attempts
-			so.Retryables = []retry.IsErrorRetryable{retry.IsErrorRetryableFunc(retryable)}
-			so.RateLimiter = ratelimit.None
-			so.Backoff = retry.BackoffDelayerFunc(backoff)
-		}),
-	})
-	return c
-}
-
-// Endpoint is the base URL requests go to.
-func (c *Client) Endpoint() string { return c.endpoint }
-
-// Requests counts HTTP requests sent so far (token, metadata, retries).
-func (c *Client) Requests() int { return int(c.requests.Load()) }
-
-type countingClient struct {
-	hc sdkimds.HTTPClient
-	n  *atomic.Int64
-}
-
-func (c countingClient) Do(r *http.Request) (*http.Response, error) {
-	c.n.Add(1)
-	return c.hc.Do(r)
-}
-
-// retryable retries throttling (429), server errors (5xx) and connection
-// errors; nothing else. The SDK marks a failed token fetch, whose own
-// attempts are spent, as not retryable: honour that first so attempts do not
-// multiply.
-func retryable(err error) aws.Ternary {
-	var canceled interface{ CanceledError() bool }
-	if errors.As(err, &canceled) && canceled.CanceledError() {
-		return aws.FalseTernary
-	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return aws.FalseTernary
-	}
-	var marked interface{ RetryableError() bool }
-	if errors.As(err, &marked) && !marked.RetryableError() {
-		return aws.FalseTernary
-	}
-	var status interface{ HTTPStatusCode() int }
-	if errors.As(err, &status) {
-		code := status.HTTPStatusCode()
-		return aws.BoolTernary(code == http.StatusTooManyRequests || code >= 500)
-	}
-	if (retry.RetryableConnectionError{}).IsErrorRetryable(err) == aws.TrueTernary {
-		return aws.TrueTernary
-	}
-	return aws.FalseTernary
-}
-
-// backoff: 50 ms, 100 ms, 200 ms ... capped at 400 ms, with jitter.
-func backoff(attempt int, _ error) (time.Duration, error) {
-	d := 50 * time.Millisecond << min(max(attempt-1, 0), 3)
-	return d/2 + rand.N(d/2+1), nil
-}
 
 // ENI is what IMDS says about one network interface.
 type ENI struct {
@@ -219,50 +98,13 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// get fetches one key; found is false on 404.
-func (c *Client) get(ctx context.Context, key string) (body string, found bool, err error) {
-	out, err := c.sdk.GetMetadata(ctx, &sdkimds.GetMetadataInput{Path: key})
-	if err != nil {
-		var status interface{ HTTPStatusCode() int }
-		if errors.As(err, &status) {
-			if status.HTTPStatusCode() == http.StatusNotFound {
-				return "", false, nil
-			}
-			code := status.HTTPStatusCode()
-			return "", false, &Error{Key: key, Status: code, Err: errors.New(http.StatusText(code))}
-		}
-		if ctxErr := context.Cause(ctx); ctxErr != nil {
-			return "", false, &Error{Key: key, Err: fmt.Errorf("%w (last error: %v)", ctxErr, err)} //nolint:errorlint // the budget is the cause; the SDK error is context only
-		}
-		return "", false, &Error{Key: key, Err: err}
-	}
-	defer out.Content.Close()
-	b, err := io.ReadAll(io.LimitReader(out.Content, maxBody+1))
-	if err != nil {
-		return "", false, &Error{Key: key, Err: err}
-	}
-	// A body cut at the limit would parse as a shorter, wrong answer (the
-	// last line of a list truncated into another valid address): refuse it.
-	if len(b) > maxBody {
-		return "", false, &Error{Key: key, Err: fmt.Errorf("%w: answer larger than %d bytes", ErrMalformed, maxBody)}
-	}
-	return string(b), true, nil
-}
-
-// Ping fetches a session token: the cheapest proof that IMDSv2 answers.
-func (c *Client) Ping(ctx context.Context) error {
-	// GetToken is not exported; a metadata read carries one. `mac` is tiny
-	// and is what a lookup may need anyway.
-	_, err := c.primaryMAC(ctx)
-	return err
-}
-
 func (c *Client) primaryMAC(ctx context.Context) (net.HardwareAddr, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.primary != nil {
 		return c.primary, nil
 	}
+	c.wave()
 	body, found, err := c.get(ctx, KeyPrimaryMAC)
 	switch {
 	case err != nil:
@@ -282,110 +124,159 @@ func macKey(mac net.HardwareAddr, key string) string {
 	return "network/interfaces/macs/" + strings.ToLower(mac.String()) + "/" + key
 }
 
+// perMACKeys are asked together, right after the session token, so an
+// IPv4-only ENI costs two round trips: subnet-ipv4-cidr-block goes along
+// speculatively (nearly every ENI has an IPv4 source; it is dropped when the
+// ENI has none), subnet-ipv6-cidr-blocks is asked only once the ENI turns
+// out to have IPv6 sources (a third round trip).
+var perMACKeys = []string{KeyDeviceNumber, KeyNetworkCard, KeyInterfaceID, KeyLocalIPv4s, KeyIPv6s, KeyIPv4Prefix, KeyIPv6Prefix, KeySubnetIPv4CIDR}
+
+// AwaitListing is asked when IMDS answers 404 for a MAC whether IMDS may
+// still list it (a fresh attachment): true polls on within the context. It
+// may block until it knows, and must return once ctx ends.
+type AwaitListing func(ctx context.Context) bool
+
 // Lookup returns the facts of the ENI with this MAC. It waits, polling
-// device-number within ctx, while a secondary ENI's attachment propagates.
+// device-number within ctx, while a secondary ENI's attachment propagates;
+// a MAC IMDS does not list is ErrUnknownMAC at once.
 func (c *Client) Lookup(ctx context.Context, mac net.HardwareAddr) (*ENI, error) {
+	return c.LookupAwaiting(ctx, mac, nil)
+}
+
+// LookupAwaiting is Lookup that, while await says so, also polls a MAC IMDS
+// does not list yet, ending in ErrNotListed when ctx ends first.
+func (c *Client) LookupAwaiting(ctx context.Context, mac net.HardwareAddr, await AwaitListing) (*ENI, error) {
 	if len(mac) != 6 {
 		return nil, &Error{Key: "network/interfaces/macs/", Err: fmt.Errorf("%w: %q is not an Ethernet MAC", ErrUnknownMAC, mac.String())}
 	}
+	res, err := c.getAll(ctx, mac, perMACKeys)
+	if err != nil {
+		return nil, err
+	}
 	eni := &ENI{MAC: mac}
-	// Phase 1: device-number, until propagated.
+	current, err := c.settle(ctx, eni, res[KeyDeviceNumber], await)
+	if err != nil {
+		return nil, err
+	}
+	if !current {
+		// Answered before the attachment propagated: ask again.
+		if res, err = c.getAll(ctx, mac, perMACKeys[1:]); err != nil {
+			return nil, err
+		}
+	}
+	if err := parseFacts(eni, res); err != nil {
+		return nil, err
+	}
+	if len(eni.IPv6s)+len(eni.IPv6Prefixes) > 0 {
+		if res, err = c.getAll(ctx, mac, []string{KeySubnetIPv6CIDRs}); err != nil {
+			return nil, err
+		}
+		if eni.SubnetIPv6, err = parsePrefixes(res[KeySubnetIPv6CIDRs], false); err != nil {
+			return nil, err
+		}
+	}
+	return eni, nil
+}
+
+// settle polls device-number until IMDS lists the MAC with a number that
+// can be final: non-zero, or 0 on the instance's primary MAC. current is
+// false when it had to poll, so the keys asked with the first answer may
+// predate the attachment.
+func (c *Client) settle(ctx context.Context, eni *ENI, r result, await AwaitListing) (current bool, err error) {
 	poll := c.poll
-	for {
-		key := macKey(mac, KeyDeviceNumber)
-		body, found, err := c.get(ctx, key)
-		if err != nil {
-			return nil, err
-		}
-		if !found {
-			return nil, &Error{Key: key, Status: http.StatusNotFound, Err: ErrUnknownMAC}
-		}
-		n, err := parseIndex(key, body)
-		if err != nil {
-			return nil, err
-		}
-		eni.DeviceNumber = n
-		if n != 0 {
-			break
-		}
-		primary, err := c.primaryMAC(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if strings.EqualFold(primary.String(), mac.String()) {
-			eni.Primary = true
-			break
+	for current = true; ; current = false {
+		if !r.found {
+			if await == nil || !await(ctx) {
+				if ctx.Err() != nil {
+					return false, &Error{Key: r.key, Status: http.StatusNotFound, Err: fmt.Errorf("%w: %w", ErrNotListed, context.Cause(ctx))}
+				}
+				return false, &Error{Key: r.key, Status: http.StatusNotFound, Err: ErrUnknownMAC}
+			}
+		} else {
+			n, err := parseIndex(r.key, r.body)
+			if err != nil {
+				return false, err
+			}
+			eni.DeviceNumber = n
+			if n != 0 {
+				return current, nil
+			}
+			primary, err := c.primaryMAC(ctx)
+			if err != nil {
+				return false, err
+			}
+			if strings.EqualFold(primary.String(), eni.MAC.String()) {
+				eni.Primary = true
+				return current, nil
+			}
 		}
 		t := time.NewTimer(poll)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, &Error{Key: key, Err: fmt.Errorf("%w: %w", ErrNotPropagated, context.Cause(ctx))}
+			return false, pollEnded(ctx, r)
 		case <-t.C:
 		}
 		poll = min(poll*2, 5*c.poll)
+		c.wave()
+		body, found, err := c.get(ctx, r.key)
+		if err != nil {
+			if ctx.Err() != nil {
+				return false, pollEnded(ctx, r) // the budget ran out mid-poll
+			}
+			return false, err
+		}
+		r.body, r.found = body, found
 	}
+}
 
-	// Phase 2: the rest, concurrently: on a slow IMDS the lookup costs a
-	// few round trips, not one per key.
-	keys := []string{KeyNetworkCard, KeyInterfaceID, KeyLocalIPv4s, KeyIPv6s, KeyIPv4Prefix, KeyIPv6Prefix}
-	res, err := c.getAll(ctx, mac, keys)
-	if err != nil {
-		return nil, err
+// pollEnded is the error of a poll cut short by ctx, after answer r.
+func pollEnded(ctx context.Context, r result) error {
+	why := ErrNotPropagated
+	if !r.found {
+		why = ErrNotListed
 	}
+	return &Error{Key: r.key, Err: fmt.Errorf("%w: %w", why, context.Cause(ctx))}
+}
+
+// parseFacts fills eni from the answers to perMACKeys.
+func parseFacts(eni *ENI, res map[string]result) error {
+	var err error
 	if r := res[KeyNetworkCard]; r.found {
 		if eni.NetworkCard, err = parseIndex(r.key, r.body); err != nil {
-			return nil, err
+			return err
 		}
 		eni.CardKnown = true
 	}
 	if r := res[KeyInterfaceID]; r.found {
 		if eni.InterfaceID, err = parseInterfaceID(r.key, r.body); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if eni.LocalIPv4s, err = parseAddrs(res[KeyLocalIPv4s], true); err != nil {
-		return nil, err
+		return err
 	}
 	if eni.IPv6s, err = parseAddrs(res[KeyIPv6s], false); err != nil {
-		return nil, err
+		return err
 	}
 	if eni.IPv4Prefixes, err = parsePrefixes(res[KeyIPv4Prefix], true); err != nil {
-		return nil, err
+		return err
 	}
 	if eni.IPv6Prefixes, err = parsePrefixes(res[KeyIPv6Prefix], false); err != nil {
-		return nil, err
+		return err
 	}
-
-	// Phase 3: subnets, only for the families the ENI has sources in.
-	keys = keys[:0]
-	if len(eni.LocalIPv4s)+len(eni.IPv4Prefixes) > 0 {
-		keys = append(keys, KeySubnetIPv4CIDR)
-	}
-	if len(eni.IPv6s)+len(eni.IPv6Prefixes) > 0 {
-		keys = append(keys, KeySubnetIPv6CIDRs)
-	}
-	if len(keys) > 0 {
-		if res, err = c.getAll(ctx, mac, keys); err != nil {
-			return nil, err
-		}
-	}
-	if r, ok := res[KeySubnetIPv4CIDR]; ok && r.found {
+	// Asked ahead with the rest: used only when an IPv4 source needs it.
+	if r := res[KeySubnetIPv4CIDR]; r.found && len(eni.LocalIPv4s)+len(eni.IPv4Prefixes) > 0 {
 		ps, err := parsePrefixes(r, true)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if len(ps) != 1 {
-			return nil, malformed(r.key, r.body, "want exactly one CIDR")
+			return malformed(r.key, r.body, "want exactly one CIDR")
 		}
 		eni.SubnetIPv4 = ps[0]
 	}
-	if r, ok := res[KeySubnetIPv6CIDRs]; ok {
-		if eni.SubnetIPv6, err = parsePrefixes(r, false); err != nil {
-			return nil, err
-		}
-	}
-	return eni, nil
+	return nil
 }
 
 type result struct {
@@ -394,8 +285,10 @@ type result struct {
 	found bool
 }
 
-// getAll fetches keys of one MAC concurrently; the first error cancels the
-// rest.
+// getAll fetches keys of one MAC concurrently, one round trip; the first
+// error cancels the rest. Until the session has its token the first request
+// goes alone and the rest follow as soon as the token arrives: sent
+// together, each would fetch a token of its own after a failed one.
 func (c *Client) getAll(ctx context.Context, mac net.HardwareAddr, keys []string) (map[string]result, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -405,16 +298,34 @@ func (c *Client) getAll(ctx context.Context, mac net.HardwareAddr, keys []string
 		err  error
 	}
 	ch := make(chan item, len(keys))
-	for _, k := range keys {
+	pending := 0
+	start := func(k string) {
+		pending++
 		go func() {
 			key := macKey(mac, k)
 			body, found, err := c.get(ctx, key)
 			ch <- item{k, result{key, body, found}, err}
 		}()
 	}
+	c.wave()
 	out := make(map[string]result, len(keys))
+	start(keys[0])
+	if len(keys) > 1 {
+		select {
+		case <-c.tokenReady:
+		case it := <-ch: // answered, or failed, without a token arriving
+			pending--
+			if it.err != nil {
+				return nil, it.err
+			}
+			out[it.name] = it.r
+		}
+		for _, k := range keys[1:] {
+			start(k)
+		}
+	}
 	var first error
-	for range keys {
+	for ; pending > 0; pending-- {
 		it := <-ch
 		if it.err != nil && first == nil {
 			first = it.err

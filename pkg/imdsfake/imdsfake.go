@@ -2,8 +2,8 @@
 // only) for tests and the demo: session tokens, 401 without one, the
 // network/interfaces/macs tree with listings, 404 for absent keys, and
 // injectable faults (latency, hanging, 429/5xx, garbage bodies, late
-// propagation of device-number). It serves HTTP and knows nothing of the
-// plugin.
+// propagation of device-number, MACs listed late). It serves HTTP and knows
+// nothing of the plugin.
 package imdsfake
 
 import (
@@ -49,6 +49,10 @@ type ENI struct {
 	// PropagateAfter makes device-number read "0" for this many reads
 	// first: a freshly attached ENI that IMDS has not caught up with.
 	PropagateAfter int `json:"propagateAfter,omitempty"`
+	// ListAfter makes IMDS not list this MAC (404 on all its keys, absent
+	// from macs/) until its device-number was asked this many times: an
+	// attachment IMDS has not caught up with at all.
+	ListAfter int `json:"listAfter,omitempty"`
 }
 
 // Card returns a pointer for ENI.NetworkCard.
@@ -76,30 +80,32 @@ type fault struct {
 
 // Fake is the metadata service. The zero value is not usable: use New.
 type Fake struct {
-	mu      sync.Mutex
-	primary string
-	enis    map[string]*ENI
-	reads   map[string]int // device-number reads per MAC
-	latency time.Duration
-	hang    bool
-	faults  []*fault
-	raw     map[string]string
-	tokens  map[string]time.Time
-	issued  int
-	log     []Request
-	closed  chan struct{}
-	once    sync.Once
+	mu       sync.Mutex
+	primary  string
+	enis     map[string]*ENI
+	reads    map[string]int // device-number reads per MAC
+	unlisted map[string]int // device-number reads while not listed, per MAC
+	latency  time.Duration
+	hang     bool
+	faults   []*fault
+	raw      map[string]string
+	tokens   map[string]time.Time
+	issued   int
+	log      []Request
+	closed   chan struct{}
+	once     sync.Once
 }
 
 // New returns a fake whose instance has primaryMAC as its top-level `mac`.
 func New(primaryMAC string, enis ...ENI) *Fake {
 	f := &Fake{
-		primary: strings.ToLower(primaryMAC),
-		enis:    map[string]*ENI{},
-		reads:   map[string]int{},
-		raw:     map[string]string{},
-		tokens:  map[string]time.Time{},
-		closed:  make(chan struct{}),
+		primary:  strings.ToLower(primaryMAC),
+		enis:     map[string]*ENI{},
+		reads:    map[string]int{},
+		unlisted: map[string]int{},
+		raw:      map[string]string{},
+		tokens:   map[string]time.Time{},
+		closed:   make(chan struct{}),
 	}
 	for _, e := range enis {
 		f.AddENI(e)
@@ -136,6 +142,7 @@ func (f *Fake) AddENI(e ENI) {
 	e.MAC = strings.ToLower(e.MAC)
 	f.enis[e.MAC] = &e
 	f.reads[e.MAC] = 0
+	f.unlisted[e.MAC] = 0
 }
 
 // SetLatency delays every answer by d (the wait ends early when the client
@@ -309,8 +316,10 @@ func (f *Fake) metadata(key string) (string, bool) {
 		return map[string]string{"": "mac\nnetwork/", "network/": "interfaces/", "network/interfaces/": "macs/"}[key], true
 	case key == macsDir:
 		var macs []string
-		for m := range f.enis {
-			macs = append(macs, m+"/")
+		for m, e := range f.enis {
+			if f.unlisted[m] >= e.ListAfter {
+				macs = append(macs, m+"/")
+			}
 		}
 		sort.Strings(macs)
 		return strings.Join(macs, "\n"), true
@@ -321,6 +330,12 @@ func (f *Fake) metadata(key string) (string, bool) {
 	mac, sub, _ := strings.Cut(rest, "/")
 	e, ok := f.enis[strings.ToLower(mac)]
 	if !ok {
+		return "", false
+	}
+	if f.unlisted[e.MAC] < e.ListAfter {
+		if sub == "device-number" {
+			f.unlisted[e.MAC]++
+		}
 		return "", false
 	}
 	values := f.values(e, sub == "device-number")

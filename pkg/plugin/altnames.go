@@ -206,3 +206,26 @@ func (p *Plugin) collectState(cfg *config.Config, valid, legacy []types.GCAttach
 		addNote(out, "dropped %d stale altname ownership record(s)", n)
 	}
 }
+
+// missingAltNames lists, for CHECK, the altnames ADD recorded adding to
+// link that it no longer has. Names ADD could not add (taken, or no kernel
+// support) are not its doing and not flagged.
+func (p *Plugin) missingAltNames(args *skel.CmdArgs, ifname string, link netlink.Link) []string {
+	rec, err := p.store().Load(args.ContainerID, args.IfName)
+	if err != nil || rec == nil {
+		return nil
+	}
+	var out []string
+	idx, mac := link.Attrs().Index, link.Attrs().HardwareAddr.String()
+	for _, l := range rec.Links {
+		if l.Index != idx || l.MAC != mac {
+			continue
+		}
+		for _, n := range l.AltNames {
+			if !slices.Contains(link.Attrs().AltNames, n) {
+				out = append(out, fmt.Sprintf("altname %s on interface %s", n, ifname))
+			}
+		}
+	}
+	return out
+}

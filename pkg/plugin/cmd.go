@@ -14,6 +14,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/config"
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/kernel"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/linkwait"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/nslock"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/plan"
@@ -25,6 +26,8 @@ type Outcome struct {
 	Removed []string
 	Tables  []int
 	Note    string // why nothing was done, when that is the outcome
+	// IMDS requests and round trips the verb made (log line).
+	IMDSRequests, IMDSRoundTrips int
 }
 
 // Add waits for each selected link, then installs its policy routing.
@@ -50,6 +53,9 @@ func (p *Plugin) add(args *skel.CmdArgs) (*Outcome, error) {
 	if err != nil {
 		return nil, err
 	}
+	// IMDS runs alongside the namespace work below (see lookups).
+	lk := p.startLookups(ctx, cfg, sel, "nothing was installed")
+	defer lk.stop()
 	t, err := openTarget(args.Netns)
 	if err != nil {
 		return nil, err
@@ -65,6 +71,7 @@ func (p *Plugin) add(args *skel.CmdArgs) (*Outcome, error) {
 			return nil, linkTimeoutError(ctx, cfg, s.name, args.Netns, err)
 		}
 		links[i] = link
+		lk.linkFound(i, link)
 	}
 
 	// Facts (addresses, gateways, IMDS) need no lock; gather them first so
@@ -72,7 +79,7 @@ func (p *Plugin) add(args *skel.CmdArgs) (*Outcome, error) {
 	ifaces := make([]plan.Interface, len(sel))
 	metas := make([]*ENIMetadata, len(sel))
 	for i := range sel {
-		ifaces[i], metas[i], err = p.interfaceFacts(ctx, cfg, t, &sel[i], links[i])
+		ifaces[i], metas[i], err = p.interfaceFacts(cfg, t, &sel[i], links[i], lk, i)
 		if err != nil {
 			return nil, err
 		}
@@ -120,6 +127,7 @@ func (p *Plugin) add(args *skel.CmdArgs) (*Outcome, error) {
 		return nil, lerr
 	}
 	out := &Outcome{Tables: want.Tables(), Note: strings.Join(res.Notes, "; ")}
+	p.imdsUsage(cfg, out)
 	for _, c := range changes {
 		if c.Added {
 			out.Added = append(out.Added, c.Summary)
@@ -254,11 +262,12 @@ func delNames(cfg *config.Config, args *skel.CmdArgs) []string {
 // prevResult is present; later plugins' additions are tolerated.
 func (p *Plugin) Check(args *skel.CmdArgs) error { return p.invoke("CHECK", args, p.check) }
 
-func (p *Plugin) check(args *skel.CmdArgs, _ *Outcome) error {
+func (p *Plugin) check(args *skel.CmdArgs, out *Outcome) error {
 	cfg, err := config.Parse(args.StdinData)
 	if err != nil {
 		return err
 	}
+	defer p.imdsUsage(cfg, out)
 	sel, err := selectInterfaces(cfg, args)
 	if err != nil {
 		return err
@@ -272,41 +281,40 @@ func (p *Plugin) check(args *skel.CmdArgs, _ *Outcome) error {
 	if err != nil {
 		return errCode(types.ErrIOFailure, err)
 	}
-	var problems []string
-	var ifaces []plan.Interface
+	// With IMDS, CHECK verifies what ADD derived from it too (source rules
+	// of secondary IPs and prefixes, subnet routes, table, altnames),
+	// asking IMDS within the same bounds as ADD.
+	lk := p.startLookups(p.ctx(), cfg, sel, "CHECK cannot verify the IMDS-derived rules, routes and altnames")
+	defer lk.stop()
+	// Only the attachment's own links are checked (MAC, ownership mark).
 	owned, _, err := ownedLinks(t, attachmentOf(args), claims(cfg, args))
 	if err != nil {
 		return errCode(types.ErrIOFailure, err)
 	}
-	for i, s := range sel {
+	var problems []string
+	links := make([]netlink.Link, len(sel))
+	for i := range sel {
 		link, err := checkedLink(t, owned[i])
 		if err != nil {
 			problems = append(problems, err.Error())
 			continue
 		}
-		// CHECK never calls IMDS: it verifies what the prevResult and
-		// link imply, in the table ADD chose for this link.
-		noIMDS := *cfg
-		noIMDS.IMDS.Enabled = false
-		ifc, _, err := p.interfaceFacts(p.ctx(), &noIMDS, t, &s, link)
-		if err != nil {
-			problems = append(problems, err.Error())
+		links[i] = link
+		lk.linkFound(i, link)
+	}
+	var ifaces []plan.Interface
+	for i := range sel {
+		if links[i] == nil {
 			continue
 		}
-		ifc.Table = st.OurTableByLink[ifc.Index]
-		if ifc.Table == 0 {
-			problems = append(problems, fmt.Sprintf("interface %s has no routing table of ours (no route with protocol %d through it)", s.name, plan.Protocol))
-			continue
+		if _, err := lk.result(i); err != nil {
+			return err // IMDS down, or does not know the ENI: not verified
 		}
-		ifc.Priority = cfg.RulePriority(ifc.Table)
-		ifc.MainRoutes = plan.MainRoutesVia(st.MainRoutes, ifc.Index)
-		if cfg.IMDS.Enabled {
-			// With IMDS the subnet routes come from metadata CHECK does
-			// not fetch; verify rules and the default route, taking the
-			// on-link routes as ADD installed them.
-			ifc.Subnets = plan.InstalledSubnets(st.OurRoutes, ifc.Table, ifc.Index)
+		ifc, missing := p.checkFacts(cfg, args, t, st, &sel[i], links[i], lk, i)
+		problems = append(problems, missing...)
+		if ifc != nil {
+			ifaces = append(ifaces, *ifc)
 		}
-		ifaces = append(ifaces, ifc)
 	}
 	// The main table's reject routes (vpc-eni's IMDS blackhole) are checked
 	// too: without their copy in our table, traffic sourced from the ENI
@@ -321,6 +329,32 @@ func (p *Plugin) check(args *skel.CmdArgs, _ *Outcome) error {
 			"ec2-policy-routes CHECK failed: missing "+strings.Join(problems, "; "), "")
 	}
 	return nil
+}
+
+// checkFacts is CHECK's plan input for one present interface, in the table
+// ADD chose for its link (nil when it has none), and what is already
+// missing: that table, the IMDS numbering, altnames ADD added.
+func (p *Plugin) checkFacts(cfg *config.Config, args *skel.CmdArgs, t *target, st *kernel.State, s *selected, link netlink.Link, lk *lookups, i int) (*plan.Interface, []string) {
+	ifc, md, err := p.interfaceFacts(cfg, t, s, link, lk, i)
+	if err != nil {
+		return nil, []string{err.Error()}
+	}
+	ifc.Table = st.OurTableByLink[ifc.Index]
+	if ifc.Table == 0 {
+		return nil, []string{fmt.Sprintf("interface %s has no routing table of ours (no route with protocol %d through it)", s.name, plan.Protocol)}
+	}
+	var missing []string
+	if md != nil && md.Table != ifc.Table {
+		missing = append(missing, fmt.Sprintf("interface %s: routes in table %d, IMDS numbering gives table %d", s.name, ifc.Table, md.Table))
+	}
+	ifc.Priority = cfg.RulePriority(ifc.Table)
+	ifc.MainRoutes = plan.MainRoutesVia(st.MainRoutes, ifc.Index)
+	if md == nil && cfg.IMDS.Enabled {
+		// IMDS not asked for this link: take the on-link routes as ADD
+		// installed them; rules and the default route are still verified.
+		ifc.Subnets = plan.InstalledSubnets(st.OurRoutes, ifc.Table, ifc.Index)
+	}
+	return &ifc, append(missing, p.missingAltNames(args, s.name, link)...)
 }
 
 // Status reports readiness: the plugin needs the kernel and, when

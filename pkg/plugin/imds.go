@@ -26,9 +26,9 @@ type MetadataPinger interface {
 
 // IMDSMetadata is the MetadataSource backed by EC2 IMDSv2. Per invocation
 // (recognised by its parsed *config.Config, which every verb makes afresh)
-// the SDK client, and with it the one session token, is built on first use,
-// and every lookup of the invocation shares one budget of imds.timeout from
-// that first use.
+// the client, and with it the one session token, is built on first use, and
+// every lookup of the invocation shares one budget of imds.timeout from the
+// first of them.
 type IMDSMetadata struct {
 	mu       sync.Mutex
 	client   *imds.Client
@@ -44,17 +44,40 @@ func NewIMDSMetadata() *IMDSMetadata { return &IMDSMetadata{} }
 // errIMDSBudget is the cause of an expired imds.timeout.
 var errIMDSBudget = errors.New("imds.timeout expired")
 
+// session returns the invocation's client and budget, starting the budget
+// on first use.
 func (m *IMDSMetadata) session(cfg *config.Config) (*imds.Client, time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	c := m.clientLocked(cfg)
+	if m.deadline.IsZero() {
+		m.deadline = time.Now().Add(cfg.IMDS.Timeout)
+	}
+	return c, m.deadline
+}
+
+func (m *IMDSMetadata) clientLocked(cfg *config.Config) *imds.Client {
 	if m.client == nil || m.cfg != cfg {
 		o := m.Options
 		o.Endpoint = cfg.IMDS.Endpoint
 		m.client = imds.New(o)
 		m.cfg = cfg
-		m.deadline = time.Now().Add(cfg.IMDS.Timeout)
+		m.deadline = time.Time{}
 	}
-	return m.client, m.deadline
+	return m.client
+}
+
+// Prime fetches the invocation's session token ahead of its first lookup
+// (standalone mode: while the link is awaited), bounded by imds.timeout on
+// its own: the lookups' budget starts with the first of them, so a slow
+// link does not eat it. A failure is left for the lookup to report.
+func (m *IMDSMetadata) Prime(ctx context.Context, cfg *config.Config) {
+	m.mu.Lock()
+	c := m.clientLocked(cfg)
+	m.mu.Unlock()
+	pctx, cancel := context.WithTimeoutCause(ctx, cfg.IMDS.Timeout, errIMDSBudget)
+	defer cancel()
+	_ = c.Ping(pctx)
 }
 
 // Requests counts the HTTP requests sent to IMDS so far in this invocation.
@@ -67,13 +90,25 @@ func (m *IMDSMetadata) Requests() int {
 	return m.client.Requests()
 }
 
-// Lookup implements MetadataSource.
-func (m *IMDSMetadata) Lookup(ctx context.Context, cfg *config.Config, mac net.HardwareAddr) (*ENIMetadata, error) {
-	blocking.Ahead(ctx) // network I/O: let SIGTERM end it (see package blocking)
+// Usage counts the requests and round trips to IMDS of cfg's invocation
+// so far (zero when it made none).
+func (m *IMDSMetadata) Usage(cfg *config.Config) (requests, roundTrips int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.client == nil || m.cfg != cfg {
+		return 0, 0
+	}
+	return m.client.Requests(), m.client.RoundTrips()
+}
+
+// Lookup implements MetadataSource. The caller that waits for it installs
+// the SIGTERM handler (blocking.Ahead): lookups does when it joins, while
+// the requests are in flight rather than ahead of them.
+func (m *IMDSMetadata) Lookup(ctx context.Context, cfg *config.Config, mac net.HardwareAddr, await imds.AwaitListing) (*ENIMetadata, error) {
 	c, deadline := m.session(cfg)
 	lctx, cancel := context.WithDeadlineCause(ctx, deadline, errIMDSBudget)
 	defer cancel()
-	eni, err := c.Lookup(lctx, mac)
+	eni, err := c.LookupAwaiting(lctx, mac, await)
 	if err != nil {
 		return nil, lookupError(ctx, lctx, cfg, c.Endpoint(), mac, err)
 	}
@@ -95,32 +130,45 @@ func (m *IMDSMetadata) Ping(ctx context.Context, cfg *config.Config) error {
 	return nil
 }
 
-// lookupError maps a failed lookup to a CNI error. Nothing has been
-// installed when a lookup fails: facts are gathered before any change.
+// lookupError maps a failed lookup to a CNI error; the verb adds what the
+// failure meant for it (ADD: nothing was installed).
 func lookupError(ctx, lctx context.Context, cfg *config.Config, endpoint string, mac net.HardwareAddr, err error) error {
 	var ie *imds.Error
 	errors.As(err, &ie)
 	switch {
 	case errors.Is(err, imds.ErrUnknownMAC):
 		return types.NewError(types.ErrInvalidNetworkConfig,
-			fmt.Sprintf("IMDS at %s lists no network interface with MAC %s: the link is not an ENI attached to this instance", endpoint, mac), "")
+			fmt.Sprintf("IMDS at %s lists no network interface with MAC %s: the link is not an ENI attached to this instance (an unlisted MAC is waited for only on a physical link, or with imds.awaitUnlisted true)", endpoint, mac), "")
 	case errors.Is(err, imds.ErrNotPropagated):
 		return types.NewError(types.ErrTryAgainLater,
-			fmt.Sprintf("IMDS at %s still reports device-number 0 for MAC %s, which is not the instance's primary MAC, after %s: the ENI attachment has not propagated yet; nothing was installed", endpoint, mac, budgetUsed(ctx, lctx, cfg)), "")
-	case errors.Is(err, imds.ErrMalformed):
-		return types.NewError(types.ErrIOFailure, fmt.Sprintf("IMDS at %s: %v", endpoint, err), "")
+			fmt.Sprintf("IMDS at %s still reports device-number 0 for MAC %s, which is not the instance's primary MAC, after %s: the ENI attachment has not propagated yet", endpoint, mac, budgetUsed(ctx, lctx, cfg)), "")
 	case errors.Is(context.Cause(ctx), errSignal):
 		return types.NewError(types.ErrTryAgainLater,
-			fmt.Sprintf("interrupted by signal while querying IMDS at %s; nothing was installed", endpoint), "")
+			fmt.Sprintf("interrupted by signal while querying IMDS at %s", endpoint), "")
+	case errors.Is(err, imds.ErrNotListed):
+		return types.NewError(types.ErrTryAgainLater,
+			fmt.Sprintf("IMDS at %s still lists no network interface with MAC %s after %s: the ENI attachment has not propagated yet, or the link is not an ENI of this instance (imds.awaitUnlisted false stops waiting for it)", endpoint, mac, budgetUsed(ctx, lctx, cfg)), "")
+	case errors.Is(err, imds.ErrMalformed):
+		return types.NewError(types.ErrIOFailure, fmt.Sprintf("IMDS at %s: %v", endpoint, err), "")
 	case lctx.Err() != nil:
 		return types.NewError(types.ErrTryAgainLater,
-			fmt.Sprintf("IMDS at %s did not answer within %s (%v); nothing was installed", endpoint, budgetUsed(ctx, lctx, cfg), err), "")
+			fmt.Sprintf("IMDS at %s did not answer within %s (%v)", endpoint, budgetUsed(ctx, lctx, cfg), err), "")
 	case ie != nil && ie.Status != 0 && ie.Status != http.StatusTooManyRequests && ie.Status < 500:
 		return types.NewError(types.ErrIOFailure, fmt.Sprintf("IMDS at %s refused the request: %v", endpoint, err), "")
 	}
 	// Throttled, server errors or connection errors, retries spent.
 	return types.NewError(types.ErrTryAgainLater,
-		fmt.Sprintf("IMDS at %s is unavailable (%v); nothing was installed", endpoint, err), "")
+		fmt.Sprintf("IMDS at %s is unavailable (%v)", endpoint, err), "")
+}
+
+// withConsequence appends what a failure meant for the verb to a CNI
+// error's message, keeping its code.
+func withConsequence(err error, what string) error {
+	var te *types.Error
+	if errors.As(err, &te) {
+		return types.NewError(te.Code, te.Msg+"; "+what, te.Details)
+	}
+	return err
 }
 
 // budgetUsed names the bound that ended the lookup.

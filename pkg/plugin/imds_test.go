@@ -88,11 +88,11 @@ func TestMetadataNumberingAndFacts(t *testing.T) {
 	url := imdsfake.Start(t, mdFake())
 	m := NewIMDSMetadata()
 	cfg := mdConfig(t, `,"imds":{"endpoint":"`+url+`"}`)
-	md1, err := m.Lookup(context.Background(), cfg, hw(t, mdENI1))
+	md1, err := m.Lookup(context.Background(), cfg, hw(t, mdENI1), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	md2, err := m.Lookup(context.Background(), cfg, hw(t, mdENI2))
+	md2, err := m.Lookup(context.Background(), cfg, hw(t, mdENI2), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +126,7 @@ func TestMetadataTableBaseAndSingleCard(t *testing.T) {
 	f := imdsfake.New(mdPrimary, imdsfake.ENI{MAC: mdENI1, DeviceNumber: 3, LocalIPv4s: []string{"10.0.1.25"}, SubnetIPv4: "10.0.1.0/24"})
 	url := imdsfake.Start(t, f)
 	cfg := mdConfig(t, `,"tableBase":20000,"imds":{"endpoint":"`+url+`"}`)
-	md, err := NewIMDSMetadata().Lookup(context.Background(), cfg, hw(t, mdENI1))
+	md, err := NewIMDSMetadata().Lookup(context.Background(), cfg, hw(t, mdENI1), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +142,7 @@ func TestMetadataTableBaseAndSingleCard(t *testing.T) {
 func TestMetadataNoGatewayInChainedMode(t *testing.T) {
 	url := imdsfake.Start(t, mdFake())
 	cfg := mdConfig(t, `,"imds":{"endpoint":"`+url+`"},"prevResult":{"cniVersion":"1.0.0","interfaces":[{"name":"eth1","sandbox":"/x"}],"ips":[{"address":"10.0.1.25/24","interface":0}]}`)
-	md, err := NewIMDSMetadata().Lookup(context.Background(), cfg, hw(t, mdENI1))
+	md, err := NewIMDSMetadata().Lookup(context.Background(), cfg, hw(t, mdENI1), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +155,7 @@ func TestMetadataReservedTable(t *testing.T) {
 	f := imdsfake.New(mdPrimary, imdsfake.ENI{MAC: mdENI1, DeviceNumber: 4, LocalIPv4s: []string{"10.0.1.25"}})
 	url := imdsfake.Start(t, f)
 	cfg := mdConfig(t, `,"tableBase":250,"imds":{"endpoint":"`+url+`"}`)
-	_, err := NewIMDSMetadata().Lookup(context.Background(), cfg, hw(t, mdENI1))
+	_, err := NewIMDSMetadata().Lookup(context.Background(), cfg, hw(t, mdENI1), nil)
 	wantCode(t, err, types.ErrInvalidNetworkConfig, "reserved")
 }
 
@@ -186,7 +186,7 @@ func TestMetadataErrorCodes(t *testing.T) {
 			url := imdsfake.Start(t, f)
 			cfg := mdConfig(t, `,"imds":{"endpoint":"`+url+`","timeout":"300ms"}`)
 			t0 := time.Now()
-			_, err := NewIMDSMetadata().Lookup(context.Background(), cfg, hw(t, tc.mac))
+			_, err := NewIMDSMetadata().Lookup(context.Background(), cfg, hw(t, tc.mac), nil)
 			if el := time.Since(t0); el > 300*time.Millisecond+100*time.Millisecond {
 				t.Errorf("took %v with imds.timeout 300ms", el)
 			}
@@ -201,12 +201,12 @@ func TestMetadataBudgetIsPerInvocation(t *testing.T) {
 	url := imdsfake.Start(t, f)
 	cfg := mdConfig(t, `,"imds":{"endpoint":"`+url+`","timeout":"300ms"}`)
 	m := NewIMDSMetadata()
-	if _, err := m.Lookup(context.Background(), cfg, hw(t, mdENI1)); err != nil {
+	if _, err := m.Lookup(context.Background(), cfg, hw(t, mdENI1), nil); err != nil {
 		t.Fatal(err)
 	}
 	f.SetHang(true)
 	t0 := time.Now()
-	_, err := m.Lookup(context.Background(), cfg, hw(t, mdENI2))
+	_, err := m.Lookup(context.Background(), cfg, hw(t, mdENI2), nil)
 	wantCode(t, err, types.ErrTryAgainLater)
 	if el := time.Since(t0); el > 400*time.Millisecond {
 		t.Errorf("second lookup took %v: budget not shared", el)
@@ -242,7 +242,9 @@ func TestStatusIMDS(t *testing.T) {
 	}
 }
 
-// DEL, CHECK and GC never call IMDS: they fail fast or succeed without it.
+// DEL and GC never call IMDS, and neither does a CHECK whose namespace is
+// gone: they fail fast or succeed without it. (CHECK of a live namespace
+// does: TestIMDSCheck.)
 func TestDelCheckGCNeverCallIMDS(t *testing.T) {
 	f := mdFake()
 	url := imdsfake.Start(t, f)
@@ -324,7 +326,7 @@ func TestMetadataSessionPerInvocation(t *testing.T) {
 	m := NewIMDSMetadata()
 	for i := 0; i < 2; i++ {
 		cfg := mdConfig(t, `,"imds":{"endpoint":"`+url+`"}`)
-		if _, err := m.Lookup(context.Background(), cfg, hw(t, mdENI1)); err != nil {
+		if _, err := m.Lookup(context.Background(), cfg, hw(t, mdENI1), nil); err != nil {
 			t.Fatalf("invocation %d: %v", i, err)
 		}
 	}

