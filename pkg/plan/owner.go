@@ -68,6 +68,7 @@ type Owned struct {
 // OwnLinks resolves each claim to the attachment's own link:
 //  1. a MAC given by prevResult names the link (any name: it may have been
 //     renamed), unless another attachment's mark says ADD gave it to them;
+//     when no link has that MAC, the link with this attachment's mark;
 //  2. else the link carrying this attachment's mark for the name;
 //  3. else the link with that name, unless it carries another attachment's
 //     mark; without any mark it is taken as ours (ambiguous: an ADD by an
@@ -86,6 +87,12 @@ func ownLink(att Attachment, c Claim, links []Link) Owned {
 		l, ok := linkByMAC(links, c, mark)
 		switch {
 		case !ok:
+			// prevResult's MAC is on no link, but ADD marked one as this
+			// attachment's (it configures the link it finds by name, and a
+			// later plugin may have changed the MAC): that one is ours.
+			if l, ok := findLink(links, func(l Link) bool { return l.Alias == mark }); ok {
+				return Owned{Claim: c, Index: l.Index}
+			}
 			return Owned{Claim: c, Why: fmt.Sprintf("interface %s is missing (no link with MAC %s)", c.Name, c.MAC)}
 		case IsMark(l.Alias) && l.Alias != mark:
 			return Owned{Claim: c, Foreign: true, Why: fmt.Sprintf("interface %s: link %s (MAC %s) is marked as another attachment's (%s)", c.Name, l.Name, c.MAC, l.Alias)}

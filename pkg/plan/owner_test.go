@@ -61,6 +61,8 @@ func TestOwnLinks(t *testing.T) {
 			[]Link{{Index: 2, Name: "eth0", MAC: macA, Alias: markA}}, 0, false, true, "belongs to another attachment"},
 		{"another task's DEL naming another MAC", taskB, Claim{Name: "eth0", MAC: macB},
 			[]Link{{Index: 2, Name: "eth0", MAC: macA, Alias: markA}}, 0, false, false, "interface eth0 is missing (no link with MAC " + macB + ")"},
+		{"prevResult MAC on no link: the link ADD marked for this attachment", taskA, Claim{Name: "eth0", MAC: macB},
+			[]Link{{Index: 2, Name: "eth0", MAC: macA, Alias: markA}}, 2, false, false, ""},
 		{"MAC names the link, even unmarked", taskA, Claim{Name: "eth0", MAC: strings.ToUpper(macA)},
 			[]Link{{Index: 2, Name: "eth0", MAC: macA}}, 2, false, false, ""},
 		{"MAC names a link another attachment marked", taskB, Claim{Name: "eth0", MAC: macA},
