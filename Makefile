@@ -101,7 +101,7 @@ FUZZTIME ?= 45s
 CHURN_CYCLES ?= 1000
 CHURN_PARALLEL ?= 8
 STRESS_OUT := $(CURDIR)/bin/stress
-STRESS_TESTS := ^(TestFault|TestConcurrent|TestHostile|TestSecurity|TestIMDSFaults|TestStress|TestECSFront)
+STRESS_TESTS := ^(TestFault|TestConcurrent|TestHostile|TestSecurity|TestIMDSFaults|TestStress|TestECSFront|TestRoute|TestOwnership|TestLogPathNeverBlocks)
 .PHONY: stress
 stress: build tools
 	@mkdir -p $(STRESS_OUT)
