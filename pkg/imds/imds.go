@@ -1,12 +1,13 @@
 // Package imds looks up one ENI's facts in the EC2 instance metadata
-// service, IMDSv2 only, with a small client on net/http (see session.go).
+// service, IMDSv2 only, through aws-sdk-go-v2's feature/ec2/imds client
+// (see session.go).
 //
 // A Client is meant to live for one plugin invocation: it fetches one
 // session token (on its first request) and reuses it, never falls back to
 // IMDSv1, retries a request only on 429, 5xx and connection errors (at most
 // MaxAttempts times), and bounds every request by the caller's context. It
 // asks for the keys a lookup needs, most of them at once. Nothing here runs
-// at package init: the client is built by New.
+// at package init: the SDK client is built by New.
 package imds
 
 import (
@@ -38,8 +39,8 @@ const (
 	KeySubnetIPv6CIDRs = "subnet-ipv6-cidr-blocks"
 )
 
-// Per-attempt bounds. The dial bound is aws-sdk-go-v2's; the response
-// bound is twice its 500 ms so a busy but healthy IMDS is not retried into
+// Per-attempt bounds. The dial bound is the SDK's own; the response
+// bound is twice the SDK's 500 ms so a busy but healthy IMDS is not retried into
 // throttling. The caller's context bounds the whole lookup.
 const (
 	dialTimeout           = 250 * time.Millisecond
