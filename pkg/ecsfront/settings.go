@@ -140,27 +140,47 @@ func CheckTrusted(path string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	for p := real; ; p = filepath.Dir(p) {
+	return WalkTrusted(real, "/", RootOwner)
+}
+
+// RootOwner is the front's owner rule: root only.
+func RootOwner(uid uint32) bool { return uid == 0 }
+
+// WalkTrusted checks path (already resolved: no symlink is followed on the
+// way up) and every directory above it, up to and including stop or the
+// filesystem root, with the StrictModes rule and owner deciding which
+// owners are trusted.
+func WalkTrusted(path, stop string, owner func(uid uint32) bool) error {
+	for p := path; ; p = filepath.Dir(p) {
 		fi, err := os.Stat(p)
 		if err != nil {
 			return fmt.Errorf("%s: %w", p, err)
 		}
-		st, ok := fi.Sys().(*syscall.Stat_t)
-		if !ok {
-			return fmt.Errorf("%s: cannot read owner", p)
+		if err := CheckTrustedEntry(p, fi, p == path, owner); err != nil {
+			return err
 		}
-		if st.Uid != 0 {
-			return fmt.Errorf("%w: %s is owned by uid %d, not root", ErrUntrusted, p, st.Uid)
-		}
-		mode := fi.Mode()
-		writable := mode.Perm()&0o022 != 0
-		sticky := mode.IsDir() && mode&fs.ModeSticky != 0
-		// A sticky directory protects the root-owned entry checked below it.
-		if writable && (!sticky || p == real) {
-			return fmt.Errorf("%w: %s is writable by group or others (mode %v)", ErrUntrusted, p, mode.Perm())
-		}
-		if p == "/" {
+		if p == stop || p == filepath.Dir(p) {
 			return nil
 		}
 	}
+}
+
+// CheckTrustedEntry judges one file or directory; leaf is the entry a walk
+// started from (a sticky directory protects the entries below it, not
+// itself).
+func CheckTrustedEntry(p string, fi fs.FileInfo, leaf bool, owner func(uid uint32) bool) error {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fmt.Errorf("%s: cannot read owner", p)
+	}
+	if !owner(st.Uid) {
+		return fmt.Errorf("%w: %s is owned by uid %d, not root", ErrUntrusted, p, st.Uid)
+	}
+	mode := fi.Mode()
+	writable := mode.Perm()&0o022 != 0
+	sticky := mode.IsDir() && mode&fs.ModeSticky != 0
+	if writable && (!sticky || leaf) {
+		return fmt.Errorf("%w: %s is writable by group or others (mode %v)", ErrUntrusted, p, mode.Perm())
+	}
+	return nil
 }

@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"syscall"
 
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/ecsfront"
 )
@@ -23,40 +22,15 @@ func trustedOwner(uid uint32) bool { return uid == 0 || uid == uint32(os.Geteuid
 // CheckTrusted applies that rule to path and every directory above it,
 // following symlinks like ecsfront.CheckTrusted.
 func CheckTrusted(path string) error {
-	real, err := filepath.EvalSymlinks(path)
+	abs, err := filepath.Abs(path)
 	if err != nil {
 		return err
 	}
-	for p := real; ; p = filepath.Dir(p) {
-		fi, err := os.Stat(p)
-		if err != nil {
-			return err
-		}
-		if err := checkTrustedEntry(p, fi, p == real); err != nil {
-			return err
-		}
-		if p == "/" {
-			return nil
-		}
+	real, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		return err
 	}
-}
-
-// checkTrustedEntry judges one file or directory; leaf is the entry the
-// walk started from (a sticky directory protects entries below it only).
-func checkTrustedEntry(p string, fi fs.FileInfo, leaf bool) error {
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return fmt.Errorf("%s: cannot read owner", p)
-	}
-	if !trustedOwner(st.Uid) {
-		return fmt.Errorf("%w: %s is owned by uid %d, not root", ecsfront.ErrUntrusted, p, st.Uid)
-	}
-	writable := fi.Mode().Perm()&0o022 != 0
-	sticky := fi.IsDir() && fi.Mode()&fs.ModeSticky != 0
-	if writable && !(sticky && !leaf) {
-		return fmt.Errorf("%w: %s is writable by group or others (mode %v)", ecsfront.ErrUntrusted, p, fi.Mode().Perm())
-	}
-	return nil
+	return ecsfront.WalkTrusted(real, "/", trustedOwner)
 }
 
 // ensureDir creates dir and any missing parent 0755, after checking that
@@ -165,7 +139,7 @@ func sameFile(path string, data []byte, mode os.FileMode) bool {
 	if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm() != mode {
 		return false
 	}
-	if checkTrustedEntry(path, fi, true) != nil {
+	if ecsfront.CheckTrustedEntry(path, fi, true, trustedOwner) != nil {
 		return false
 	}
 	old, err := os.ReadFile(path)

@@ -164,18 +164,7 @@ func (v View) checkTrusted(path string) error {
 	if v.stop == "" {
 		return CheckTrusted(path)
 	}
-	for p := path; ; p = filepath.Dir(p) {
-		fi, err := os.Stat(p)
-		if err != nil {
-			return err
-		}
-		if err := checkTrustedEntry(p, fi, p == path); err != nil {
-			return err
-		}
-		if p == v.stop || p == filepath.Dir(p) {
-			return nil
-		}
-	}
+	return ecsfront.WalkTrusted(path, v.stop, trustedOwner)
 }
 
 // ErrNotPluginDir marks an upstream directory that does not hold the
