@@ -104,15 +104,7 @@ func (r *callRecord) write(log *slog.Logger) {
 func (r *callRecord) oursAttrs() []slog.Attr {
 	var attrs []slog.Attr
 	if o := r.ours; o != nil {
-		if len(o.Tables) > 0 {
-			attrs = append(attrs, slog.Any("tables", o.Tables))
-		}
-		if len(o.Added) > 0 {
-			attrs = append(attrs, slog.Any("added", o.Added))
-		}
-		if len(o.Removed) > 0 {
-			attrs = append(attrs, slog.Any("removed", o.Removed))
-		}
+		attrs = append(attrs, o.ChangeAttrs()...)
 		if o.Note != "" {
 			attrs = append(attrs, slog.String("ours_note", o.Note))
 		}

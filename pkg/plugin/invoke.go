@@ -83,14 +83,23 @@ func (p *Plugin) logOutcome(verb string, args *skel.CmdArgs, out *Outcome, d tim
 	if out.IMDSRequests > 0 {
 		attrs = append(attrs, slog.Int("imds_requests", out.IMDSRequests), slog.Int("imds_round_trips", out.IMDSRoundTrips))
 	}
-	if len(out.Tables) > 0 {
-		attrs = append(attrs, slog.Any("tables", out.Tables))
-	}
-	if len(out.Added) > 0 {
-		attrs = append(attrs, slog.Any("added", out.Added))
-	}
-	if len(out.Removed) > 0 {
-		attrs = append(attrs, slog.Any("removed", out.Removed))
-	}
+	attrs = append(attrs, out.ChangeAttrs()...)
 	p.log().LogAttrs(p.ctx(), level, verb, attrs...)
+}
+
+// ChangeAttrs renders what the verb changed for a log line: the tables it
+// managed and the rules and routes it added or removed (each only when
+// non-empty). The plugin's line and the ECS front's share it.
+func (o *Outcome) ChangeAttrs() []slog.Attr {
+	var attrs []slog.Attr
+	if len(o.Tables) > 0 {
+		attrs = append(attrs, slog.Any("tables", o.Tables))
+	}
+	if len(o.Added) > 0 {
+		attrs = append(attrs, slog.Any("added", o.Added))
+	}
+	if len(o.Removed) > 0 {
+		attrs = append(attrs, slog.Any("removed", o.Removed))
+	}
+	return attrs
 }
