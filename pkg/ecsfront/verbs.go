@@ -118,6 +118,10 @@ func (fr *front) preflight(facts *ENIFacts) error {
 func (fr *front) oursAdd(facts *ENIFacts) error {
 	netns, ifname := os.Getenv("CNI_NETNS"), os.Getenv("CNI_IFNAME")
 	obs, err := observe(netns, ifname)
+	var refused *types.Error
+	if errors.As(err, &refused) && refused.Code == types.ErrInvalidNetworkConfig {
+		return refused // the host namespace: the plugin's own refusal, as its ADD would give
+	}
 	if err != nil {
 		return types.NewError(types.ErrIOFailure, fmt.Sprintf("verify %s after %s ADD: %v", ifname, fr.name, err), "")
 	}

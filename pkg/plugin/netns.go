@@ -3,10 +3,13 @@ package plugin
 import (
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/kernel"
@@ -120,4 +123,36 @@ func isNetns(fd int) bool {
 	}
 	var st unix.Statfs_t
 	return errors.Is(err, unix.ENOTTY) && unix.Fstatfs(fd, &st) == nil && st.Type == unix.NSFS_MAGIC
+}
+
+// LinkFacts is what the kernel shows of one link in a task namespace.
+type LinkFacts struct {
+	Found bool
+	MAC   net.HardwareAddr
+	Addrs []netip.Prefix // global-scope addresses
+}
+
+// InspectLink reads the link named ifname in the namespace at netnsPath,
+// opened as every verb opens it (openTarget: nothing created at the path,
+// nsfs network namespaces only, the host's refused). A missing link is
+// Found false, not an error.
+func InspectLink(netnsPath, ifname string) (LinkFacts, error) {
+	t, err := openTarget(netnsPath)
+	if err != nil {
+		return LinkFacts{}, err
+	}
+	defer t.Close()
+	link, err := t.h.Netlink().LinkByName(ifname)
+	var nf netlink.LinkNotFoundError
+	if errors.As(err, &nf) {
+		return LinkFacts{}, nil
+	}
+	if err != nil {
+		return LinkFacts{}, fmt.Errorf("look up %s: %w", ifname, err)
+	}
+	addrs, err := t.h.LinkAddrs(link)
+	if err != nil {
+		return LinkFacts{}, err
+	}
+	return LinkFacts{Found: true, MAC: link.Attrs().HardwareAddr, Addrs: addrs}, nil
 }
