@@ -22,8 +22,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	h "github.com/ec2-policy-routes/ec2-policy-routes/integration/harness"
+	"github.com/ec2-policy-routes/ec2-policy-routes/internal/imdsfake"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/ecsfront"
-	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/imdsfake"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/plan"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/state"
 )

@@ -1,7 +1,7 @@
 package integration
 
 // Reliability: IMDS faults through the binary (issue 4, scenario 9), against
-// the in-process fake (pkg/imdsfake) and two transports of our own: a
+// the in-process fake (internal/imdsfake) and two transports of our own: a
 // closed port (IMDS down) and a listener whose accept queue is full, so the
 // kernel drops every SYN (IMDS black-holed). Each fault ends ADD within
 // imds.timeout (+ process overhead) with the documented code, nothing
@@ -19,7 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	h "github.com/ec2-policy-routes/ec2-policy-routes/integration/harness"
-	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/imdsfake"
+	"github.com/ec2-policy-routes/ec2-policy-routes/internal/imdsfake"
 )
 
 const (

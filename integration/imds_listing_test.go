@@ -11,7 +11,7 @@ import (
 	"time"
 
 	h "github.com/ec2-policy-routes/ec2-policy-routes/integration/harness"
-	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/imdsfake"
+	"github.com/ec2-policy-routes/ec2-policy-routes/internal/imdsfake"
 )
 
 const listMAC = "0a:1e:00:00:07:01"

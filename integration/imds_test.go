@@ -1,6 +1,6 @@
 package integration
 
-// IMDS scenarios through the real binary: a fake IMDSv2 (pkg/imdsfake) in
+// IMDS scenarios through the real binary: a fake IMDSv2 (internal/imdsfake) in
 // this test process on 127.0.0.1, or AWS's ec2-metadata-mock bound to
 // 127.0.0.1; veth pairs with their MACs set to what the metadata says.
 
@@ -21,7 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	h "github.com/ec2-policy-routes/ec2-policy-routes/integration/harness"
-	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/imdsfake"
+	"github.com/ec2-policy-routes/ec2-policy-routes/internal/imdsfake"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/state"
 )
 

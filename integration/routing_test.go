@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	h "github.com/ec2-policy-routes/ec2-policy-routes/integration/harness"
-	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/imdsfake"
+	"github.com/ec2-policy-routes/ec2-policy-routes/internal/imdsfake"
 )
 
 // prevResult1 is a 1.1.0 result for one interface inside ns.

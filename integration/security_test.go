@@ -27,8 +27,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	h "github.com/ec2-policy-routes/ec2-policy-routes/integration/harness"
-	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/badinput"
-	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/imdsfake"
+	"github.com/ec2-policy-routes/ec2-policy-routes/internal/badinput"
+	"github.com/ec2-policy-routes/ec2-policy-routes/internal/imdsfake"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/state"
 )
 

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	h "github.com/ec2-policy-routes/ec2-policy-routes/integration/harness"
-	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/imdsfake"
+	"github.com/ec2-policy-routes/ec2-policy-routes/internal/imdsfake"
 )
 
 // imdsRatioTarget: an ADD with IMDS may cost at most this much more than

@@ -7,7 +7,7 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 
-	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/badinput"
+	"github.com/ec2-policy-routes/ec2-policy-routes/internal/badinput"
 )
 
 // loadBadInputs reads the hostile-input table shared with the binary-level

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ec2-policy-routes/ec2-policy-routes/internal/imdsfake"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/imds"
-	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/imdsfake"
 )
 
 const (

@@ -7,7 +7,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/internal/netnstest"
+	"github.com/ec2-policy-routes/ec2-policy-routes/internal/netnstest"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/plan"
 )
 

@@ -9,8 +9,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/ec2-policy-routes/ec2-policy-routes/internal/netnstest"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/blocking"
-	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/internal/netnstest"
 )
 
 func testNetns(t *testing.T) (netns.NsHandle, *netlink.Handle, string) {

@@ -10,8 +10,8 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/vishvananda/netlink"
 
-	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/imdsfake"
-	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/internal/netnstest"
+	"github.com/ec2-policy-routes/ec2-policy-routes/internal/imdsfake"
+	"github.com/ec2-policy-routes/ec2-policy-routes/internal/netnstest"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/plan"
 )
 

@@ -13,9 +13,9 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 
+	"github.com/ec2-policy-routes/ec2-policy-routes/internal/imdsfake"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/config"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/imds"
-	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/imdsfake"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/state"
 )
 

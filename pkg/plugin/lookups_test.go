@@ -16,9 +16,9 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/vishvananda/netlink"
 
+	"github.com/ec2-policy-routes/ec2-policy-routes/internal/imdsfake"
+	"github.com/ec2-policy-routes/ec2-policy-routes/internal/netnstest"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/blocking"
-	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/imdsfake"
-	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/internal/netnstest"
 )
 
 // The documented rule for a MAC IMDS does not list: configured

@@ -10,7 +10,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/internal/netnstest"
+	"github.com/ec2-policy-routes/ec2-policy-routes/internal/netnstest"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/plan"
 )
 

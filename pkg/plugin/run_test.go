@@ -9,7 +9,7 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 
-	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/internal/netnstest"
+	"github.com/ec2-policy-routes/ec2-policy-routes/internal/netnstest"
 )
 
 // Run (the ECS front's entry) performs ADD, CHECK and DEL like the verbs

@@ -1,4 +1,4 @@
-// Command fake-imds serves pkg/imdsfake (an IMDSv2-only EC2 metadata fake)
+// Command fake-imds serves internal/imdsfake (an IMDSv2-only EC2 metadata fake)
 // on a loopback address, for `make demo` and manual runs:
 //
 //	fake-imds -config enis.json -listen 127.0.0.1:0 -ready /tmp/url
@@ -24,7 +24,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/imdsfake"
+	"github.com/ec2-policy-routes/ec2-policy-routes/internal/imdsfake"
 )
 
 func main() {
