@@ -186,29 +186,22 @@ func readNamespace(path string, ns *Namespace) error {
 	if err != nil {
 		return err
 	}
-	names := map[int]string{}
-	linkName := func(idx int) string {
-		if n, ok := names[idx]; ok {
-			return n
-		}
-		n := "#" + strconv.Itoa(idx)
-		if l, err := h.Netlink().LinkByIndex(idx); err == nil {
-			n = l.Attrs().Name
-		}
-		names[idx] = n
-		return n
+	links, err := h.Links()
+	if err != nil {
+		return err
 	}
+	names := make(map[int]string, len(links))
+	for _, l := range links {
+		names[l.Index] = l.Name
+	}
+	linkName := func(index int) string { return names[index] }
 	tables := map[int]bool{}
 	for _, r := range st.OurRules {
 		ns.Rules = append(ns.Rules, r.String())
 		tables[r.Table] = true
 	}
 	for _, r := range st.OurRoutes {
-		s := r.String()
-		if r.LinkIndex != 0 {
-			s = strings.Replace(s, fmt.Sprintf(" dev #%d", r.LinkIndex), " dev "+linkName(r.LinkIndex), 1)
-		}
-		ns.Routes = append(ns.Routes, s)
+		ns.Routes = append(ns.Routes, r.Format(linkName))
 		tables[r.Table] = true
 	}
 	for t := range tables {

@@ -7,8 +7,6 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
-
-	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/plan"
 )
 
 // AltNameResult says what AddAltName did.
@@ -69,24 +67,6 @@ func (h *Handle) DelAltName(index int, name string) (bool, error) {
 		return false, fmt.Errorf("remove altname %s from %s: %w", name, link.Attrs().Name, err)
 	}
 	return true, nil
-}
-
-// Links lists the namespace's links as plain data.
-func (h *Handle) Links() ([]plan.Link, error) {
-	links, err := retryDump(h.nl.LinkList)
-	if err != nil {
-		return nil, fmt.Errorf("list links: %w", err)
-	}
-	out := make([]plan.Link, 0, len(links))
-	for _, l := range links {
-		a := l.Attrs()
-		mac := ""
-		if len(a.HardwareAddr) > 0 {
-			mac = a.HardwareAddr.String()
-		}
-		out = append(out, plan.Link{Index: a.Index, Name: a.Name, MAC: mac, Alias: a.Alias})
-	}
-	return out, nil
 }
 
 // SetAlias sets (or with "" clears) the alias of the link with this index;

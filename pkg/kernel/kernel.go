@@ -7,7 +7,6 @@ package kernel
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 
 	"github.com/vishvananda/netlink"
@@ -25,7 +24,8 @@ const dumpAttempts = 10
 
 // Handle is a netlink handle bound to one network namespace.
 type Handle struct {
-	nl *netlink.Handle
+	nl   *netlink.Handle
+	nsfd int // the namespace, for link-event subscriptions (WaitLink)
 }
 
 // NewHandle binds a netlink handle to the namespace open at fd. The caller
@@ -35,14 +35,11 @@ func NewHandle(fd uintptr) (*Handle, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open netlink socket in namespace: %w", err)
 	}
-	return &Handle{nl: h}, nil
+	return &Handle{nl: h, nsfd: int(fd)}, nil
 }
 
 // Close releases the netlink socket.
 func (h *Handle) Close() { h.nl.Close() }
-
-// Netlink exposes the underlying handle for link lookups.
-func (h *Handle) Netlink() *netlink.Handle { return h.nl }
 
 // retryDump runs a netlink dump until the kernel returns it uninterrupted.
 func retryDump[T any](dump func() ([]T, error)) ([]T, error) {
@@ -211,7 +208,7 @@ func ruleFromNetlink(r netlink.Rule) (plan.Rule, bool) {
 	if r.Src == nil {
 		return plan.Rule{}, false
 	}
-	p, ok := prefixFromIPNet(r.Src)
+	p, ok := plan.PrefixFromIPNet(*r.Src)
 	if !ok {
 		return plan.Rule{}, false
 	}
@@ -221,7 +218,7 @@ func ruleFromNetlink(r netlink.Rule) (plan.Rule, bool) {
 func routeFromNetlink(r netlink.Route) (plan.Route, bool) {
 	out := plan.Route{Table: r.Table, Type: plan.RouteType(r.Type), Scope: plan.Scope(r.Scope), LinkIndex: r.LinkIndex}
 	if r.Dst != nil {
-		p, ok := prefixFromIPNet(r.Dst)
+		p, ok := plan.PrefixFromIPNet(*r.Dst)
 		if !ok {
 			return plan.Route{}, false
 		}
@@ -255,27 +252,10 @@ func routeFromNetlink(r netlink.Route) (plan.Route, bool) {
 	return out, true
 }
 
-func prefixFromIPNet(n *net.IPNet) (netip.Prefix, bool) {
-	a, ok := netip.AddrFromSlice(n.IP)
-	if !ok {
-		return netip.Prefix{}, false
-	}
-	a = a.Unmap()
-	ones, bits := n.Mask.Size()
-	if bits == 0 || bits != a.BitLen() {
-		return netip.Prefix{}, false
-	}
-	return netip.PrefixFrom(a, ones), true
-}
-
-func ipNet(p netip.Prefix) *net.IPNet {
-	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
-}
-
 func ruleToNetlink(r plan.Rule) *netlink.Rule {
 	nr := netlink.NewRule()
 	nr.Family = int(r.Family())
-	nr.Src = ipNet(r.Src)
+	nr.Src = plan.IPNet(r.Src)
 	nr.Table = r.Table
 	nr.Priority = r.Priority
 	nr.Protocol = plan.Protocol
@@ -286,7 +266,7 @@ func routeToNetlink(r plan.Route) *netlink.Route {
 	nr := &netlink.Route{
 		Family:    int(r.Family()),
 		Table:     r.Table,
-		Dst:       ipNet(r.Dst),
+		Dst:       plan.IPNet(r.Dst),
 		Type:      int(r.Type),
 		Scope:     netlink.Scope(r.Scope),
 		LinkIndex: r.LinkIndex,
@@ -390,19 +370,21 @@ func isGone(err error) bool {
 // LinkAddrs returns the link's global-scope addresses in CIDR form, the
 // standalone (ECS) source of addresses. Link-local addresses never source
 // routed traffic and are skipped; tentative IPv6 addresses are kept.
-func (h *Handle) LinkAddrs(link netlink.Link) ([]netip.Prefix, error) {
+func (h *Handle) LinkAddrs(link plan.Link) ([]netip.Prefix, error) {
+	// AddrList filters by the index alone.
+	ref := &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: link.Index, Name: link.Name}}
 	addrs, err := retryDump(func() ([]netlink.Addr, error) {
-		return h.nl.AddrList(link, netlink.FAMILY_ALL)
+		return h.nl.AddrList(ref, netlink.FAMILY_ALL)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list addresses of %s: %w", link.Attrs().Name, err)
+		return nil, fmt.Errorf("list addresses of %s: %w", link.Name, err)
 	}
 	var out []netip.Prefix
 	for _, a := range addrs {
 		if a.Scope != unix.RT_SCOPE_UNIVERSE || a.IPNet == nil {
 			continue
 		}
-		p, ok := prefixFromIPNet(a.IPNet)
+		p, ok := plan.PrefixFromIPNet(*a.IPNet)
 		if !ok || p.Addr().IsLinkLocalUnicast() {
 			continue
 		}

@@ -33,12 +33,12 @@ func TestOnLinkAndCopiesReadBack(t *testing.T) {
 	if err := nl.LinkSetUp(link); err != nil {
 		t.Fatal(err)
 	}
-	onlinkMain := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: ipNet(netip.MustParsePrefix("10.100.0.0/16")),
+	onlinkMain := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: plan.IPNet(netip.MustParsePrefix("10.100.0.0/16")),
 		Gw: netip.MustParseAddr("10.9.3.254").AsSlice(), Flags: int(netlink.FLAG_ONLINK), Protocol: 4}
 	if err := nl.RouteAdd(onlinkMain); err != nil {
 		t.Fatal(err)
 	}
-	foreign := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: ipNet(netip.MustParsePrefix("10.8.0.0/16")), Table: 10002, Protocol: 4}
+	foreign := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: plan.IPNet(netip.MustParsePrefix("10.8.0.0/16")), Table: 10002, Protocol: 4}
 	if err := nl.RouteAdd(foreign); err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -38,13 +40,29 @@ func (a Attachment) Mark(name string) string {
 // IsMark reports whether an alias is an ownership mark of this plugin.
 func IsMark(alias string) bool { return strings.HasPrefix(alias, MarkPrefix) }
 
-// Link is what the plugin observes of one link in the namespace.
+// Link is what the plugin observes of one link in the namespace: plain data,
+// read by package kernel.
 type Link struct {
-	Index int
-	Name  string
-	MAC   string // lower-case, colon separated; "" when the link has none
-	Alias string
+	Index    int
+	Name     string
+	MAC      string // lower-case, colon separated; "" when the link has none
+	Alias    string
+	AltNames []string
+	Up       bool   // administratively up (IFF_UP)
+	Kind     string // the kernel's link kind: "device" for a physical NIC, else veth, vlan, ...
 }
+
+// HardwareAddr is the link's MAC as bytes (nil when it has none).
+func (l Link) HardwareAddr() net.HardwareAddr {
+	mac, err := net.ParseMAC(l.MAC)
+	if err != nil {
+		return nil
+	}
+	return mac
+}
+
+// HasAltName reports whether the link carries name as an altname.
+func (l Link) HasAltName(name string) bool { return slices.Contains(l.AltNames, name) }
 
 // Claim is one interface a verb was asked about: its name as the runtime
 // calls it and, when prevResult gives one, its MAC.

@@ -137,7 +137,11 @@ type Route struct {
 // Family of the route.
 func (r Route) Family() Family { return FamilyOf(r.Dst.Addr()) }
 
-func (r Route) String() string {
+func (r Route) String() string { return r.Format(nil) }
+
+// Format renders the route as String does, naming its link with linkName
+// (nil, or "" from it: "#index").
+func (r Route) Format(linkName func(index int) string) string {
 	s := fmt.Sprintf("route %s", r.Dst)
 	if r.Type != Unicast {
 		s = fmt.Sprintf("route %s %s", r.Type, r.Dst)
@@ -146,7 +150,14 @@ func (r Route) String() string {
 		s += " via " + r.Gateway.String()
 	}
 	if r.LinkIndex != 0 {
-		s += fmt.Sprintf(" dev #%d", r.LinkIndex)
+		name := ""
+		if linkName != nil {
+			name = linkName(r.LinkIndex)
+		}
+		if name == "" {
+			name = fmt.Sprintf("#%d", r.LinkIndex)
+		}
+		s += " dev " + name
 	}
 	if r.OnLink {
 		s += " onlink"

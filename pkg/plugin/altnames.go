@@ -8,10 +8,10 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
-	"github.com/vishvananda/netlink"
 
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/config"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/kernel"
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/plan"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/state"
 )
 
@@ -38,7 +38,7 @@ func addNote(out *Outcome, format string, a ...any) {
 
 // applyAltNames adds each selected link's IMDS altnames and records which
 // ones this invocation (or an earlier ADD of the same attachment) added.
-func (p *Plugin) applyAltNames(cfg *config.Config, args *skel.CmdArgs, t *target, sel []selected, links []netlink.Link, metas []*ENIMetadata, out *Outcome) {
+func (p *Plugin) applyAltNames(cfg *config.Config, args *skel.CmdArgs, t *target, sel []selected, links []plan.Link, metas []*ENIMetadata, out *Outcome) {
 	want := false
 	for _, md := range metas {
 		want = want || (md != nil && len(md.AltNames) > 0)
@@ -61,7 +61,7 @@ func (p *Plugin) applyAltNames(cfg *config.Config, args *skel.CmdArgs, t *target
 	var fresh []added
 	for i, s := range sel {
 		link := links[i]
-		idx, mac := link.Attrs().Index, link.Attrs().HardwareAddr.String()
+		idx, mac := link.Index, link.MAC
 		done[idx] = true
 		owned := map[string]bool{}
 		if prev != nil {
@@ -122,8 +122,8 @@ func (p *Plugin) applyAltNames(cfg *config.Config, args *skel.CmdArgs, t *target
 }
 
 func linkHasAltName(t *target, index int, name string) bool {
-	l, err := t.h.Netlink().LinkByIndex(index)
-	return err == nil && slices.Contains(l.Attrs().AltNames, name)
+	l, err := t.h.LinkByIndex(index)
+	return err == nil && l.HasAltName(name)
 }
 
 // releaseAltNames removes the altnames this plugin added for the
@@ -143,19 +143,19 @@ func (p *Plugin) releaseAltNames(args *skel.CmdArgs, t *target, out *Outcome) {
 	keep := false
 	if t != nil {
 		for _, l := range rec.Links {
-			link, err := t.h.Netlink().LinkByIndex(l.Index)
-			if err != nil || link.Attrs().HardwareAddr.String() != l.MAC {
+			link, err := t.h.LinkByIndex(l.Index)
+			if err != nil || link.MAC != l.MAC {
 				continue // the link left (or the index is another link's now)
 			}
 			for _, n := range l.AltNames {
 				removed, err := t.h.DelAltName(l.Index, n)
 				if err != nil {
 					keep = true
-					addNote(out, "altname %s on %s: %v", n, link.Attrs().Name, err)
+					addNote(out, "altname %s on %s: %v", n, link.Name, err)
 					continue
 				}
 				if removed {
-					out.Removed = append(out.Removed, fmt.Sprintf("-altname %s dev %s", n, link.Attrs().Name))
+					out.Removed = append(out.Removed, fmt.Sprintf("-altname %s dev %s", n, link.Name))
 				}
 			}
 		}
@@ -210,19 +210,19 @@ func (p *Plugin) collectState(cfg *config.Config, valid, legacy []types.GCAttach
 // missingAltNames lists, for CHECK, the altnames ADD recorded adding to
 // link that it no longer has. Names ADD could not add (taken, or no kernel
 // support) are not its doing and not flagged.
-func (p *Plugin) missingAltNames(args *skel.CmdArgs, ifname string, link netlink.Link) []string {
+func (p *Plugin) missingAltNames(args *skel.CmdArgs, ifname string, link plan.Link) []string {
 	rec, err := p.store().Load(args.ContainerID, args.IfName)
 	if err != nil || rec == nil {
 		return nil
 	}
 	var out []string
-	idx, mac := link.Attrs().Index, link.Attrs().HardwareAddr.String()
+	idx, mac := link.Index, link.MAC
 	for _, l := range rec.Links {
 		if l.Index != idx || l.MAC != mac {
 			continue
 		}
 		for _, n := range l.AltNames {
-			if !slices.Contains(link.Attrs().AltNames, n) {
+			if !link.HasAltName(n) {
 				out = append(out, fmt.Sprintf("altname %s on interface %s", n, ifname))
 			}
 		}

@@ -11,11 +11,9 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
-	"github.com/vishvananda/netlink"
 
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/config"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/kernel"
-	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/linkwait"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/nslock"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/plan"
 )
@@ -64,9 +62,9 @@ func (p *Plugin) add(args *skel.CmdArgs) (*Outcome, error) {
 
 	// Wait outside the lock: a slow link must not hold up invocations for
 	// the namespace's other interfaces.
-	links := make([]netlink.Link, len(sel))
+	links := make([]plan.Link, len(sel))
 	for i, s := range sel {
-		link, err := linkwait.Wait(ctx, t.fd(), t.h.Netlink(), s.name)
+		link, err := t.h.WaitLink(ctx, s.name)
 		if err != nil {
 			return nil, linkTimeoutError(ctx, cfg, s.name, args.Netns, err)
 		}
@@ -155,9 +153,9 @@ func resolveError(err error) error {
 
 // linkLeft returns the code-11 error for the first selected link that is no
 // longer in the namespace, or nil when all are still there.
-func linkLeft(t *target, sel []selected, links []netlink.Link, netnsPath string) error {
+func linkLeft(t *target, sel []selected, links []plan.Link, netnsPath string) error {
 	for i, s := range sel {
-		if _, err := t.h.Netlink().LinkByIndex(links[i].Attrs().Index); err != nil {
+		if _, err := t.h.LinkByIndex(links[i].Index); err != nil {
 			return types.NewError(types.ErrTryAgainLater,
 				fmt.Sprintf("interface %s left network namespace %s during configuration; rolled back", s.name, netnsPath), "")
 		}
@@ -167,7 +165,7 @@ func linkLeft(t *target, sel []selected, links []netlink.Link, netnsPath string)
 
 // printResult passes prevResult through, or in standalone mode reports the
 // interfaces with the addresses and gateways interfaceFacts read.
-func printResult(cfg *config.Config, args *skel.CmdArgs, sel []selected, links []netlink.Link) error {
+func printResult(cfg *config.Config, args *skel.CmdArgs, sel []selected, links []plan.Link) error {
 	if cfg.PrevResult != nil {
 		return types.PrintResult(cfg.PrevResult, cfg.CNIVersion)
 	}
@@ -175,10 +173,10 @@ func printResult(cfg *config.Config, args *skel.CmdArgs, sel []selected, links [
 	for i, s := range sel {
 		idx := len(res.Interfaces)
 		res.Interfaces = append(res.Interfaces, &current.Interface{
-			Name: s.name, Mac: links[i].Attrs().HardwareAddr.String(), Sandbox: args.Netns,
+			Name: s.name, Mac: links[i].MAC, Sandbox: args.Netns,
 		})
 		for _, a := range s.addrs {
-			ipc := &current.IPConfig{Interface: current.Int(idx), Address: *ipNetOf(a)}
+			ipc := &current.IPConfig{Interface: current.Int(idx), Address: *plan.IPNet(a)}
 			for _, gw := range s.gateways {
 				if plan.FamilyOf(gw) == plan.FamilyOf(a.Addr()) {
 					ipc.Gateway = gw.AsSlice()
@@ -292,7 +290,7 @@ func (p *Plugin) check(args *skel.CmdArgs, out *Outcome) error {
 		return errCode(types.ErrIOFailure, err)
 	}
 	var problems []string
-	links := make([]netlink.Link, len(sel))
+	links := make([]plan.Link, len(sel))
 	for i := range sel {
 		link, err := checkedLink(t, owned[i])
 		if err != nil {
@@ -304,7 +302,7 @@ func (p *Plugin) check(args *skel.CmdArgs, out *Outcome) error {
 	}
 	var ifaces []plan.Interface
 	for i := range sel {
-		if links[i] == nil {
+		if links[i].Index == 0 {
 			continue
 		}
 		if _, err := lk.result(i); err != nil {
@@ -334,7 +332,7 @@ func (p *Plugin) check(args *skel.CmdArgs, out *Outcome) error {
 // checkFacts is CHECK's plan input for one present interface, in the table
 // ADD chose for its link (nil when it has none), and what is already
 // missing: that table, the IMDS numbering, altnames ADD added.
-func (p *Plugin) checkFacts(cfg *config.Config, args *skel.CmdArgs, t *target, st *kernel.State, s *selected, link netlink.Link, lk *lookups, i int) (*plan.Interface, []string) {
+func (p *Plugin) checkFacts(cfg *config.Config, args *skel.CmdArgs, t *target, st *kernel.State, s *selected, link plan.Link, lk *lookups, i int) (*plan.Interface, []string) {
 	ifc, md, err := p.interfaceFacts(cfg, t, s, link, lk, i)
 	if err != nil {
 		return nil, []string{err.Error()}

@@ -6,10 +6,9 @@ import (
 	"net"
 	"sync"
 
-	"github.com/vishvananda/netlink"
-
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/blocking"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/config"
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/plan"
 )
 
 // IMDS lookups run alongside the namespace work (open, link wait, address
@@ -121,11 +120,11 @@ func (it *lookup) awaitListing(ctx context.Context) bool {
 // linkFound ties selected interface i to its link: it starts the lookup
 // when prevResult gave no MAC (standalone) or another one than the link's,
 // and decides whether a MAC IMDS does not list is waited for.
-func (l *lookups) linkFound(i int, link netlink.Link) {
+func (l *lookups) linkFound(i int, link plan.Link) {
 	if l == nil {
 		return
 	}
-	mac := link.Attrs().HardwareAddr
+	mac := link.HardwareAddr()
 	it := l.items[i]
 	if it == nil || !bytes.Equal(it.mac, mac) {
 		if it != nil {
@@ -183,9 +182,9 @@ func (l *lookups) stop() {
 // link without a kernel link kind: ena, ixgbevf, xen-netfront — what an ENI
 // is). A veth, vlan (a branch ENI), bridge, macvlan... is never an ENI IMDS
 // will list, and waiting would cost the whole budget on every ADD.
-func awaitsListing(cfg *config.Config, link netlink.Link) bool {
+func awaitsListing(cfg *config.Config, link plan.Link) bool {
 	if v := cfg.IMDS.AwaitUnlisted; v != nil {
 		return *v
 	}
-	return link.Type() == "device"
+	return link.Kind == "device"
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/ec2-policy-routes/ec2-policy-routes/internal/imdsfake"
 	"github.com/ec2-policy-routes/ec2-policy-routes/internal/netnstest"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/blocking"
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/plan"
 )
 
 // The documented rule for a MAC IMDS does not list: configured
@@ -29,14 +30,14 @@ func TestAwaitsListing(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		conf   *bool
-		link   netlink.Link
+		link   plan.Link
 		awaits bool
 	}{
-		{"physical NIC (ena), default", nil, &netlink.Device{}, true},
-		{"veth, default", nil, &netlink.Veth{}, false},
-		{"vlan (branch ENI), default", nil, &netlink.Vlan{}, false},
-		{"veth, awaitUnlisted true", &yes, &netlink.Veth{}, true},
-		{"physical NIC, awaitUnlisted false", &no, &netlink.Device{}, false},
+		{"physical NIC (ena), default", nil, plan.Link{Kind: "device"}, true},
+		{"veth, default", nil, plan.Link{Kind: "veth"}, false},
+		{"vlan (branch ENI), default", nil, plan.Link{Kind: "vlan"}, false},
+		{"veth, awaitUnlisted true", &yes, plan.Link{Kind: "veth"}, true},
+		{"physical NIC, awaitUnlisted false", &no, plan.Link{Kind: "device"}, false},
 	} {
 		cfg := mdConfig(t, "")
 		cfg.IMDS.AwaitUnlisted = tc.conf

@@ -9,7 +9,6 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/plugins/pkg/ns"
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/kernel"
@@ -142,17 +141,16 @@ func InspectLink(netnsPath, ifname string) (LinkFacts, error) {
 		return LinkFacts{}, err
 	}
 	defer t.Close()
-	link, err := t.h.Netlink().LinkByName(ifname)
-	var nf netlink.LinkNotFoundError
-	if errors.As(err, &nf) {
+	link, err := t.h.LinkByName(ifname)
+	if errors.Is(err, kernel.ErrNoLink) {
 		return LinkFacts{}, nil
 	}
 	if err != nil {
-		return LinkFacts{}, fmt.Errorf("look up %s: %w", ifname, err)
+		return LinkFacts{}, err
 	}
 	addrs, err := t.h.LinkAddrs(link)
 	if err != nil {
 		return LinkFacts{}, err
 	}
-	return LinkFacts{Found: true, MAC: link.Attrs().HardwareAddr, Addrs: addrs}, nil
+	return LinkFacts{Found: true, MAC: link.HardwareAddr(), Addrs: addrs}, nil
 }

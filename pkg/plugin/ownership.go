@@ -6,7 +6,6 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
-	"github.com/vishvananda/netlink"
 
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/config"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/kernel"
@@ -51,7 +50,7 @@ func ownedLinks(t *target, att plan.Attachment, cs []plan.Claim) ([]plan.Owned, 
 
 // markLinks records on each link ADD configured that it is this
 // attachment's.
-func markLinks(args *skel.CmdArgs, t *target, sel []selected, links []netlink.Link, out *Outcome) {
+func markLinks(args *skel.CmdArgs, t *target, sel []selected, links []plan.Link, out *Outcome) {
 	observed, err := t.h.Links()
 	if err != nil {
 		addNote(out, "ownership marks not set: %v", err)
@@ -59,7 +58,7 @@ func markLinks(args *skel.CmdArgs, t *target, sel []selected, links []netlink.Li
 	}
 	configured := make(map[string]int, len(sel))
 	for i, s := range sel {
-		configured[s.name] = links[i].Attrs().Index
+		configured[s.name] = links[i].Index
 	}
 	changes, skipped := plan.Marking(attachmentOf(args), configured, observed)
 	for _, s := range skipped {
@@ -96,13 +95,13 @@ func noteOwnership(owned []plan.Owned, tableByLink map[int]int, out *Outcome) {
 }
 
 // checkedLink is the link CHECK verifies for a claim, or why there is none.
-func checkedLink(t *target, o plan.Owned) (netlink.Link, error) {
+func checkedLink(t *target, o plan.Owned) (plan.Link, error) {
 	if o.Index == 0 {
-		return nil, errors.New(o.Why)
+		return plan.Link{}, errors.New(o.Why)
 	}
-	link, err := t.h.Netlink().LinkByIndex(o.Index)
+	link, err := t.h.LinkByIndex(o.Index)
 	if err != nil {
-		return nil, fmt.Errorf("interface %s is missing", o.Claim.Name)
+		return plan.Link{}, fmt.Errorf("interface %s is missing", o.Claim.Name)
 	}
 	return link, nil
 }

@@ -17,7 +17,6 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/config"
@@ -166,7 +165,7 @@ func sandboxInterfaces(res *current.Result, netns string) []selected {
 			default:
 				continue
 			}
-			pfx, ok := prefixOf(ip.Address)
+			pfx, ok := plan.PrefixFromIPNet(ip.Address)
 			if !ok {
 				continue
 			}
@@ -188,7 +187,7 @@ func prevRoutes(res *current.Result) []plan.Route {
 		if r == nil || (r.Table != nil && *r.Table != plan.TableMain) {
 			continue
 		}
-		dst, ok := prefixOf(r.Dst)
+		dst, ok := plan.PrefixFromIPNet(r.Dst)
 		if !ok {
 			continue
 		}
@@ -239,19 +238,6 @@ func sameNetnsPath(a, b string) bool {
 	return sa.Dev == sb.Dev && sa.Ino == sb.Ino
 }
 
-func prefixOf(n net.IPNet) (netip.Prefix, bool) {
-	a, ok := netip.AddrFromSlice(n.IP)
-	if !ok {
-		return netip.Prefix{}, false
-	}
-	a = a.Unmap()
-	ones, bits := n.Mask.Size()
-	if bits != a.BitLen() {
-		return netip.Prefix{}, false
-	}
-	return netip.PrefixFrom(a, ones), true
-}
-
 // appendGateway keeps the first gateway per family.
 func appendGateway(gws []netip.Addr, gw netip.Addr) []netip.Addr {
 	for _, g := range gws {
@@ -266,8 +252,8 @@ func appendGateway(gws []netip.Addr, gw netip.Addr) []netip.Addr {
 // joining the interface's IMDS lookup (lk's i-th) once the kernel facts are
 // read. In standalone mode it also records on s the addresses and gateways
 // read from the link, which the ADD result reports.
-func (p *Plugin) interfaceFacts(cfg *config.Config, t *target, s *selected, link netlink.Link, lk *lookups, i int) (plan.Interface, *ENIMetadata, error) {
-	ifc := plan.Interface{Name: s.name, Index: link.Attrs().Index, Routes: s.routes}
+func (p *Plugin) interfaceFacts(cfg *config.Config, t *target, s *selected, link plan.Link, lk *lookups, i int) (plan.Interface, *ENIMetadata, error) {
+	ifc := plan.Interface{Name: s.name, Index: link.Index, Routes: s.routes}
 	addrs := s.addrs
 	gateways := s.gateways
 	if cfg.PrevResult == nil {
@@ -276,7 +262,7 @@ func (p *Plugin) interfaceFacts(cfg *config.Config, t *target, s *selected, link
 		if err != nil {
 			return ifc, nil, errCode(types.ErrIOFailure, err)
 		}
-		gateways, err = t.h.MainGateways(link.Attrs().Index)
+		gateways, err = t.h.MainGateways(link.Index)
 		if err != nil {
 			return ifc, nil, errCode(types.ErrIOFailure, err)
 		}
@@ -376,8 +362,4 @@ func ErrSignal() error { return errSignal }
 // applyError maps a failed netlink change to a CNI error.
 func applyError(err error) error {
 	return errCode(types.ErrIOFailure, fmt.Errorf("apply policy routing (rolled back): %w", err))
-}
-
-func ipNetOf(p netip.Prefix) *net.IPNet {
-	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
