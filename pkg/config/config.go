@@ -96,13 +96,9 @@ type IMDS struct {
 	AwaitUnlisted *bool
 }
 
-// RulePriority is the priority of the rules for an interface using table:
-// the configured priority, else the table number (as ec2-net-utils does).
-func (c *Config) RulePriority(table int) int {
-	if c.Priority != 0 {
-		return c.Priority
-	}
-	return table
+// Settings are the values package plan's decisions take from the config.
+func (c *Config) Settings() plan.Settings {
+	return plan.Settings{TableBase: c.TableBase, Priority: c.Priority}
 }
 
 func invalid(format string, a ...any) *types.Error {

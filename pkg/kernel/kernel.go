@@ -74,11 +74,11 @@ type State struct {
 	Foreign map[int]plan.Foreign
 }
 
-// Observed is the state as the input of plan.Resolve.
+// Observed is the state as the input of package plan's decisions.
 func (st *State) Observed() plan.Observed {
 	return plan.Observed{
 		OursByLink: st.OurTableByLink, Used: st.UsedTables, Foreign: st.Foreign, Orphans: st.OrphanTables(),
-		MainRejects: st.MainRejects, Main: st.MainRoutes,
+		MainRejects: st.MainRejects, Main: st.MainRoutes, Rules: st.OurRules, Routes: st.OurRoutes,
 	}
 }
 

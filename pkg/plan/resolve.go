@@ -13,7 +13,7 @@ func (f Foreign) String() string {
 	return fmt.Sprintf("%s proto %s", f.What, ProtocolName(f.Protocol))
 }
 
-// Observed is what ADD's decisions read of the namespace: one snapshot
+// Observed is what the verbs' decisions read of the namespace: one snapshot
 // taken under the namespace lock, as plain data.
 type Observed struct {
 	OursByLink  map[int]int     // link index -> our table holding a route through it
@@ -22,12 +22,23 @@ type Observed struct {
 	Orphans     map[int]bool    // our tables no link's route holds any more
 	MainRejects []Route         // blackhole/unreachable/prohibit routes of main
 	Main        []MainRoute     // main's unicast routes that are not ours
+	Rules       []Rule          // ours (plan.Protocol), every table
+	Routes      []Route         // ours (plan.Protocol), every table
 }
 
 // Settings are the configuration values the table decisions depend on.
 type Settings struct {
 	TableBase int
 	Priority  int // 0: each rule's priority is its table number
+}
+
+// RulePriority is the priority of the rules for an interface using table:
+// the configured priority, else the table number (ec2-net-utils' choice).
+func (s Settings) RulePriority(table int) int {
+	if s.Priority != 0 {
+		return s.Priority
+	}
+	return table
 }
 
 // Candidate is one interface ADD configures: its facts and, with IMDS, the
@@ -74,9 +85,8 @@ func Resolve(s Settings, cands []Candidate, obs Observed) (Resolution, error) {
 			res.Notes = append(res.Notes, note)
 		}
 		used[table] = true
-		ifc.Table, ifc.Priority = table, s.Priority
+		ifc.Table, ifc.Priority = table, s.RulePriority(table)
 		if s.Priority == 0 {
-			ifc.Priority = table
 			if table >= PriorityMain {
 				return Resolution{}, refuse("interface %s: table %d as rule priority would sit after the main rule (%d) and never match; lower tableBase or set priority",
 					ifc.Name, table, PriorityMain)

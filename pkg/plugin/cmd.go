@@ -100,7 +100,7 @@ func (p *Plugin) add(args *skel.CmdArgs) (*Outcome, error) {
 			cands[i].IMDSTable = metas[i].Table
 		}
 	}
-	res, err := plan.Resolve(plan.Settings{TableBase: cfg.TableBase, Priority: cfg.Priority}, cands, st.Observed())
+	res, err := plan.Resolve(cfg.Settings(), cands, st.Observed())
 	if err != nil {
 		return nil, resolveError(err)
 	}
@@ -345,7 +345,7 @@ func (p *Plugin) checkFacts(cfg *config.Config, args *skel.CmdArgs, t *target, s
 	if md != nil && md.Table != ifc.Table {
 		missing = append(missing, fmt.Sprintf("interface %s: routes in table %d, IMDS numbering gives table %d", s.name, ifc.Table, md.Table))
 	}
-	ifc.Priority = cfg.RulePriority(ifc.Table)
+	ifc.Priority = cfg.Settings().RulePriority(ifc.Table)
 	ifc.MainRoutes = plan.MainRoutesVia(st.MainRoutes, ifc.Index)
 	if md == nil && cfg.IMDS.Enabled {
 		// IMDS not asked for this link: take the on-link routes as ADD
