@@ -207,24 +207,18 @@ func (p *Plugin) collectState(cfg *config.Config, valid, legacy []types.GCAttach
 	}
 }
 
-// missingAltNames lists, for CHECK, the altnames ADD recorded adding to
-// link that it no longer has. Names ADD could not add (taken, or no kernel
-// support) are not its doing and not flagged.
-func (p *Plugin) missingAltNames(args *skel.CmdArgs, ifname string, link plan.Link) []string {
+// recordedAltNames lists the altnames ADD recorded adding to link (the
+// same index and MAC): what CHECK demands. Names ADD could not add (taken,
+// or no kernel support) are not its doing and not demanded.
+func (p *Plugin) recordedAltNames(args *skel.CmdArgs, link plan.Link) []string {
 	rec, err := p.store().Load(args.ContainerID, args.IfName)
 	if err != nil || rec == nil {
 		return nil
 	}
 	var out []string
-	idx, mac := link.Index, link.MAC
 	for _, l := range rec.Links {
-		if l.Index != idx || l.MAC != mac {
-			continue
-		}
-		for _, n := range l.AltNames {
-			if !link.HasAltName(n) {
-				out = append(out, fmt.Sprintf("altname %s on interface %s", n, ifname))
-			}
+		if l.Index == link.Index && l.MAC == link.MAC {
+			out = append(out, l.AltNames...)
 		}
 	}
 	return out

@@ -5,10 +5,8 @@ import (
 	"fmt"
 
 	"github.com/containernetworking/cni/pkg/skel"
-	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/config"
-	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/kernel"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/plan"
 )
 
@@ -104,28 +102,4 @@ func checkedLink(t *target, o plan.Owned) (plan.Link, error) {
 		return plan.Link{}, fmt.Errorf("interface %s is missing", o.Claim.Name)
 	}
 	return link, nil
-}
-
-// release removes the routing of the attachment's own links (by MAC or
-// ownership mark, whatever their name now) and of the orphan tables (a link
-// gone or moved out), then clears the links' marks.
-func release(t *target, st *kernel.State, cfg *config.Config, args *skel.CmdArgs, out *Outcome) error {
-	att := attachmentOf(args)
-	owned, links, err := ownedLinks(t, att, claims(cfg, args))
-	if err != nil {
-		return errCode(types.ErrIOFailure, err)
-	}
-	rel := plan.Released(att, owned, links, st.OurTableByLink, st.OrphanTables())
-	rules, routes := st.InTables(rel.Tables)
-	changes, err := t.h.Apply(plan.Diff{DelRules: rules, DelRoutes: routes})
-	if err != nil {
-		return errCode(types.ErrIOFailure, fmt.Errorf("remove policy routing: %w", err))
-	}
-	for _, c := range changes {
-		out.Removed = append(out.Removed, c.Summary)
-	}
-	out.Tables = sortedKeys(rel.Tables)
-	noteOwnership(owned, st.OurTableByLink, out)
-	unmarkLinks(t, rel.Unmark, out)
-	return nil
 }
