@@ -120,91 +120,129 @@ func Parse(stdin []byte) (*Config, error) {
 		LogLevel:    DefaultLogLevel,
 		IMDS:        IMDS{Enabled: true, Timeout: DefaultIMDSTimeout}, // as the issue and ec2-net-utils: on unless disabled
 	}
-	if nc.LinkTimeout != "" {
-		d, err := time.ParseDuration(nc.LinkTimeout)
-		if err != nil {
-			return nil, invalid("linkTimeout %q is not a duration (examples: \"10s\", \"1500ms\")", nc.LinkTimeout)
+	for _, step := range []func(*NetConf, *Config) error{
+		parseLinkTimeout, parseInterfaces, parseTables, parseGatewayField, parseLogging, parseIMDSField, parsePrevResult,
+	} {
+		if err := step(&nc, c); err != nil {
+			return nil, err
 		}
-		if d <= 0 || d > MaxLinkTimeout {
-			return nil, invalid("linkTimeout %s is out of range: must be > 0 and <= %s (the ECS agent allows 60s for all ADDs)", d, MaxLinkTimeout)
-		}
-		c.LinkTimeout = d
 	}
+	return c, nil
+}
+
+func parseLinkTimeout(nc *NetConf, c *Config) error {
+	if nc.LinkTimeout == "" {
+		return nil
+	}
+	d, err := time.ParseDuration(nc.LinkTimeout)
+	if err != nil {
+		return invalid("linkTimeout %q is not a duration (examples: \"10s\", \"1500ms\")", nc.LinkTimeout)
+	}
+	if d <= 0 || d > MaxLinkTimeout {
+		return invalid("linkTimeout %s is out of range: must be > 0 and <= %s (the ECS agent allows 60s for all ADDs)", d, MaxLinkTimeout)
+	}
+	c.LinkTimeout = d
+	return nil
+}
+
+func parseInterfaces(nc *NetConf, c *Config) error {
 	for i, name := range nc.Interfaces {
 		if err := ValidateIfName(name); err != nil {
-			return nil, invalid("interfaces[%d]: %v", i, err)
+			return invalid("interfaces[%d]: %v", i, err)
 		}
 	}
 	if err := distinctNames(nc.Interfaces); err != nil {
-		return nil, err
+		return err
 	}
 	c.Interfaces = nc.Interfaces
+	return nil
+}
+
+// parseTables reads tableBase and priority, refusing combinations whose
+// rules could never match.
+func parseTables(nc *NetConf, c *Config) error {
 	if nc.TableBase != nil {
 		t := *nc.TableBase
 		if t < 1 || t > plan.MaxTable {
-			return nil, invalid("tableBase %d is out of range 1..%d", t, int64(plan.MaxTable))
+			return invalid("tableBase %d is out of range 1..%d", t, int64(plan.MaxTable))
 		}
 		if err := plan.ValidateTable(int(t)); err != nil {
-			return nil, invalid("tableBase: %v", err)
+			return invalid("tableBase: %v", err)
 		}
 		c.TableBase = int(t)
 	}
 	if nc.Priority != nil {
 		p := *nc.Priority
 		if p < 1 || p > plan.MaxPriority {
-			return nil, invalid("priority %d is out of range 1..%d", p, int64(plan.MaxPriority))
+			return invalid("priority %d is out of range 1..%d", p, int64(plan.MaxPriority))
 		}
 		if err := plan.ValidatePriority(int(p)); err != nil {
-			return nil, invalid("priority: %v", err)
+			return invalid("priority: %v", err)
 		}
 		// Rules are evaluated by priority: one after "from all lookup
 		// main" is only reached for destinations main has no route for.
 		if p > plan.PriorityMain {
-			return nil, invalid("priority %d is after the main rule (%d): main answers first, so the rules would never match while main has a default route; use a priority below %d", p, plan.PriorityMain, plan.PriorityMain)
+			return invalid("priority %d is after the main rule (%d): main answers first, so the rules would never match while main has a default route; use a priority below %d", p, plan.PriorityMain, plan.PriorityMain)
 		}
 		c.Priority = int(p)
 	}
 	// By default a rule's priority is its table number; from 32766 on that
 	// puts the rule after "from all lookup main", where it never matches.
 	if c.Priority == 0 && c.TableBase >= plan.PriorityMain {
-		return nil, invalid("tableBase %d without priority: rule priority defaults to the table number, which must stay below the main rule (%d); set priority", c.TableBase, plan.PriorityMain)
+		return invalid("tableBase %d without priority: rule priority defaults to the table number, which must stay below the main rule (%d); set priority", c.TableBase, plan.PriorityMain)
 	}
-	if nc.Gateway != nil {
-		gws, err := parseGateways(nc.Gateway)
-		if err != nil {
-			return nil, err
-		}
-		c.Gateways = gws
+	return nil
+}
+
+func parseGatewayField(nc *NetConf, c *Config) error {
+	if nc.Gateway == nil {
+		return nil
 	}
+	gws, err := parseGateways(nc.Gateway)
+	if err != nil {
+		return err
+	}
+	c.Gateways = gws
+	return nil
+}
+
+func parseLogging(nc *NetConf, c *Config) error {
 	if nc.LogFile != "" {
 		c.LogFile = nc.LogFile
 	}
 	if nc.LogLevel != "" {
 		lvl, err := logging.ParseLevel(nc.LogLevel)
 		if err != nil {
-			return nil, invalid("logLevel %q: must be debug, info, warn or error", nc.LogLevel)
+			return invalid("logLevel %q: must be debug, info, warn or error", nc.LogLevel)
 		}
 		c.LogLevel = logging.LevelName(lvl)
 	}
-	if nc.IMDS != nil {
-		if err := parseIMDS(nc.IMDS, &c.IMDS); err != nil {
-			return nil, err
-		}
+	return nil
+}
+
+func parseIMDSField(nc *NetConf, c *Config) error {
+	if nc.IMDS == nil {
+		return nil
 	}
-	if nc.RawPrevResult != nil {
-		if err := version.ParsePrevResult(&nc.NetConf); err != nil {
-			return nil, types.NewError(types.ErrDecodingFailure, fmt.Sprintf("prevResult: %v", err), "")
-		}
-		res, err := current.NewResultFromResult(nc.PrevResult)
-		if err != nil {
-			return nil, types.NewError(types.ErrDecodingFailure, fmt.Sprintf("prevResult: %v", err), "")
-		}
-		if err := validatePrevResult(res); err != nil {
-			return nil, err
-		}
-		c.PrevResult = res
+	return parseIMDS(nc.IMDS, &c.IMDS)
+}
+
+func parsePrevResult(nc *NetConf, c *Config) error {
+	if nc.RawPrevResult == nil {
+		return nil
 	}
-	return c, nil
+	if err := version.ParsePrevResult(&nc.NetConf); err != nil {
+		return types.NewError(types.ErrDecodingFailure, fmt.Sprintf("prevResult: %v", err), "")
+	}
+	res, err := current.NewResultFromResult(nc.PrevResult)
+	if err != nil {
+		return types.NewError(types.ErrDecodingFailure, fmt.Sprintf("prevResult: %v", err), "")
+	}
+	if err := validatePrevResult(res); err != nil {
+		return err
+	}
+	c.PrevResult = res
+	return nil
 }
 
 // distinctNames refuses a name listed twice: one link would get two tables

@@ -365,6 +365,14 @@ func shellOperands(args []string) (rest []string, script string, isC bool) {
 }
 
 func (d *doctor) checkProcessesAndLocks() {
+	running := d.findProcesses()
+	lockDirErr := d.readLockFiles(running)
+	d.processesVerdict()
+	d.locksVerdict(lockDirErr)
+}
+
+// findProcesses lists the running setup-policy-routes processes.
+func (d *doctor) findProcesses() map[int]bool {
 	self := os.Getpid()
 	running := map[int]bool{}
 	for _, pid := range d.pidEntries() {
@@ -378,9 +386,14 @@ func (d *doctor) checkProcessesAndLocks() {
 		running[pid] = true
 		d.rep.Processes = append(d.rep.Processes, Process{PID: pid, Action: action, Interface: iface, InterfaceExists: d.ifaceExists(iface)})
 	}
+	return running
+}
 
-	// Lock files: /run/amazon-ec2-net-utils/setup-policy-routes/<iface>
-	// holding the owner's PID (bash noclobber, never cleaned on death).
+// readLockFiles reads ec2-net-utils' lock files,
+// /run/amazon-ec2-net-utils/setup-policy-routes/<iface>, holding the
+// owner's PID (bash noclobber, never cleaned on death), and marks the
+// processes that own one.
+func (d *doctor) readLockFiles(running map[int]bool) error {
 	owners := map[int]string{}
 	ents, err := os.ReadDir(d.path(lockDir))
 	lockDirErr := err
@@ -388,29 +401,9 @@ func (d *doctor) checkProcessesAndLocks() {
 		if e.IsDir() {
 			continue
 		}
-		lf := LockFile{Interface: e.Name(), Path: filepath.Join(lockDir, e.Name()), InterfaceExists: d.ifaceExists(e.Name())}
-		b, err := os.ReadFile(d.path(lf.Path))
-		pid, perr := strconv.Atoi(strings.TrimSpace(string(b)))
-		switch {
-		case err != nil:
-			lf.Reason = "unreadable: " + err.Error()
-		case perr != nil || pid <= 0:
-			lf.Stale, lf.Reason = true, fmt.Sprintf("holds no PID (%q)", strings.TrimSpace(string(b)))
-		default:
-			lf.PID = pid
-			lf.OwnerAlive = d.exists(fmt.Sprintf("/proc/%d", pid))
-			switch {
-			case !lf.OwnerAlive:
-				lf.Stale, lf.Reason = true, fmt.Sprintf("owner PID %d is dead", pid)
-			case !running[pid]:
-				// PID reused by an unrelated process: as stale as a dead one.
-				lf.Stale, lf.Reason = true, fmt.Sprintf("PID %d is alive but is not setup-policy-routes (PID reused)", pid)
-			case !lf.InterfaceExists:
-				lf.Reason = fmt.Sprintf("owner PID %d is alive, looping on a missing interface", pid)
-			default:
-				lf.Reason = fmt.Sprintf("held by PID %d", pid)
-			}
-			owners[pid] = e.Name()
+		lf := d.lockFile(e.Name(), running)
+		if lf.PID != 0 {
+			owners[lf.PID] = e.Name()
 		}
 		d.rep.LockFiles = append(d.rep.LockFiles, lf)
 	}
@@ -418,9 +411,40 @@ func (d *doctor) checkProcessesAndLocks() {
 		p := &d.rep.Processes[i]
 		p.OwnsLock = owners[p.PID] == p.Interface
 	}
+	return lockDirErr
+}
 
-	// Processes verdict: the bug's signature is a process for an interface
-	// missing from sysfs.
+// lockFile reads one lock file and judges it.
+func (d *doctor) lockFile(name string, running map[int]bool) LockFile {
+	lf := LockFile{Interface: name, Path: filepath.Join(lockDir, name), InterfaceExists: d.ifaceExists(name)}
+	b, err := os.ReadFile(d.path(lf.Path))
+	pid, perr := strconv.Atoi(strings.TrimSpace(string(b)))
+	switch {
+	case err != nil:
+		lf.Reason = "unreadable: " + err.Error()
+	case perr != nil || pid <= 0:
+		lf.Stale, lf.Reason = true, fmt.Sprintf("holds no PID (%q)", strings.TrimSpace(string(b)))
+	default:
+		lf.PID = pid
+		lf.OwnerAlive = d.exists(fmt.Sprintf("/proc/%d", pid))
+		switch {
+		case !lf.OwnerAlive:
+			lf.Stale, lf.Reason = true, fmt.Sprintf("owner PID %d is dead", pid)
+		case !running[pid]:
+			// PID reused by an unrelated process: as stale as a dead one.
+			lf.Stale, lf.Reason = true, fmt.Sprintf("PID %d is alive but is not setup-policy-routes (PID reused)", pid)
+		case !lf.InterfaceExists:
+			lf.Reason = fmt.Sprintf("owner PID %d is alive, looping on a missing interface", pid)
+		default:
+			lf.Reason = fmt.Sprintf("held by PID %d", pid)
+		}
+	}
+	return lf
+}
+
+// processesVerdict: the bug's signature is a process for an interface
+// missing from sysfs.
+func (d *doctor) processesVerdict() {
 	var missing []string
 	seen := map[string]bool{}
 	var details []string
@@ -454,7 +478,10 @@ func (d *doctor) checkProcessesAndLocks() {
 		c.Summary = "no setup-policy-routes process running"
 	}
 	d.add(c)
+}
 
+// locksVerdict judges the lock files readLockFiles found.
+func (d *doctor) locksVerdict(lockDirErr error) {
 	lc := Check{ID: CheckLocks}
 	var stale, stuck int
 	for _, lf := range d.rep.LockFiles {

@@ -39,68 +39,28 @@ func addNote(out *Outcome, format string, a ...any) {
 // applyAltNames adds each selected link's IMDS altnames and records which
 // ones this invocation (or an earlier ADD of the same attachment) added.
 func (p *Plugin) applyAltNames(cfg *config.Config, args *skel.CmdArgs, t *target, sel []selected, links []plan.Link, metas []*ENIMetadata, out *Outcome) {
-	want := false
-	for _, md := range metas {
-		want = want || (md != nil && len(md.AltNames) > 0)
-	}
 	st := p.store()
 	prev, err := st.Load(args.ContainerID, args.IfName)
 	if err != nil {
 		addNote(out, "altname ownership record unreadable, starting afresh: %v", err)
 		prev = nil
 	}
-	if !want && prev == nil {
+	if !wantsAltNames(metas) && prev == nil {
 		return
 	}
 	rec := &state.Attachment{Network: cfg.Name, ContainerID: args.ContainerID, IfName: args.IfName, Netns: args.Netns}
 	done := map[int]bool{}
-	type added struct {
-		index int
-		name  string
-	}
-	var fresh []added
+	var fresh []addedAltName
 	for i, s := range sel {
-		link := links[i]
-		idx, mac := link.Index, link.MAC
-		done[idx] = true
-		owned := map[string]bool{}
-		if prev != nil {
-			for _, l := range prev.Links {
-				if l.Index == idx && l.MAC == mac {
-					for _, n := range l.AltNames {
-						owned[n] = true
-					}
-				}
-			}
+		done[links[i].Index] = true
+		var names []string
+		if metas[i] != nil {
+			names = metas[i].AltNames
 		}
-		var mine []string
-		if md := metas[i]; md != nil {
-			for _, name := range md.AltNames {
-				res, err := t.h.AddAltName(idx, name)
-				switch {
-				case err != nil:
-					addNote(out, "altname %s on %s: %v", name, s.name, err)
-				case res == kernel.AltNameAdded:
-					mine = append(mine, name)
-					fresh = append(fresh, added{idx, name})
-					out.Added = append(out.Added, fmt.Sprintf("+altname %s dev %s", name, s.name))
-				case res == kernel.AltNamePresent && owned[name]:
-					mine = append(mine, name) // ours from an earlier ADD
-				case res == kernel.AltNameTaken:
-					addNote(out, "altname %s is another link's; not added to %s", name, s.name)
-				}
-			}
-		}
-		// Names we added earlier that IMDS no longer lists stay ours, so
-		// that DEL still removes them.
-		for n := range owned {
-			if !slices.Contains(mine, n) && linkHasAltName(t, idx, n) {
-				mine = append(mine, n)
-			}
-		}
+		mine, added := addAltNames(t, s.name, links[i], names, recordedBy(prev, links[i]), out)
+		fresh = append(fresh, added...)
 		if len(mine) > 0 {
-			slices.Sort(mine)
-			rec.Links = append(rec.Links, state.Link{IfName: s.name, Index: idx, MAC: mac, AltNames: mine})
+			rec.Links = append(rec.Links, state.Link{IfName: s.name, Index: links[i].Index, MAC: links[i].MAC, AltNames: mine})
 		}
 	}
 	if prev != nil {
@@ -119,6 +79,66 @@ func (p *Plugin) applyAltNames(cfg *config.Config, args *skel.CmdArgs, t *target
 		out.Added = slices.DeleteFunc(out.Added, func(s string) bool { return strings.HasPrefix(s, "+altname ") })
 		addNote(out, "altnames not added: cannot record ownership: %v", err)
 	}
+}
+
+func wantsAltNames(metas []*ENIMetadata) bool {
+	for _, md := range metas {
+		if md != nil && len(md.AltNames) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// recordedBy is the set of altnames prev records adding to link (same
+// index and MAC).
+func recordedBy(prev *state.Attachment, link plan.Link) map[string]bool {
+	owned := map[string]bool{}
+	if prev == nil {
+		return owned
+	}
+	for _, l := range prev.Links {
+		if l.Index == link.Index && l.MAC == link.MAC {
+			for _, n := range l.AltNames {
+				owned[n] = true
+			}
+		}
+	}
+	return owned
+}
+
+type addedAltName struct {
+	index int
+	name  string
+}
+
+// addAltNames adds names to link and returns the altnames of the link that
+// are ours (added now, or by an earlier ADD: owned) and those added now.
+func addAltNames(t *target, ifname string, link plan.Link, names []string, owned map[string]bool, out *Outcome) (mine []string, fresh []addedAltName) {
+	for _, name := range names {
+		res, err := t.h.AddAltName(link.Index, name)
+		switch {
+		case err != nil:
+			addNote(out, "altname %s on %s: %v", name, ifname, err)
+		case res == kernel.AltNameAdded:
+			mine = append(mine, name)
+			fresh = append(fresh, addedAltName{link.Index, name})
+			out.Added = append(out.Added, fmt.Sprintf("+altname %s dev %s", name, ifname))
+		case res == kernel.AltNamePresent && owned[name]:
+			mine = append(mine, name) // ours from an earlier ADD
+		case res == kernel.AltNameTaken:
+			addNote(out, "altname %s is another link's; not added to %s", name, ifname)
+		}
+	}
+	// Names we added earlier that IMDS no longer lists stay ours, so that
+	// DEL still removes them.
+	for n := range owned {
+		if !slices.Contains(mine, n) && linkHasAltName(t, link.Index, n) {
+			mine = append(mine, n)
+		}
+	}
+	slices.Sort(mine)
+	return mine, fresh
 }
 
 func linkHasAltName(t *target, index int, name string) bool {
