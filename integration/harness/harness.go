@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -450,16 +449,6 @@ func RuleStrings(rules []netlink.Rule) []string {
 		out = append(out, fmt.Sprintf("from %s lookup %d prio %d", r.Src, r.Table, r.Priority))
 	}
 	return out
-}
-
-// Prefix parses a CIDR or fails.
-func Prefix(t TB, s string) netip.Prefix {
-	t.Helper()
-	p, err := netip.ParsePrefix(s)
-	if err != nil {
-		t.Fatalf("parse %s: %v", s, err)
-	}
-	return p
 }
 
 // Holders returns the PIDs, other than this test process, that hold the

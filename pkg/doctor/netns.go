@@ -16,13 +16,8 @@ import (
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/plan"
 )
 
-// nsKey identifies a namespace as the kernel does: the nsfs inode.
-type nsKey struct{ dev, ino uint64 }
-
-func (k nsKey) String() string { return fmt.Sprintf("%d:%d", k.dev, k.ino) }
-
 type nsCandidate struct {
-	key   nsKey
+	key   plan.NetnsID
 	open  string // a path to open it by
 	paths []string
 	pids  []int
@@ -34,19 +29,18 @@ const maxPIDsListed = 8
 // collectNamespaces finds network namespaces under /var/run/netns, /run/netns
 // and /proc/*/ns/net, deduplicated by (dev, inode). Entries that are not nsfs
 // (a fabricated tree's plain files) are ignored.
-func (d *doctor) collectNamespaces() (map[nsKey]*nsCandidate, []nsKey) {
-	byKey := map[nsKey]*nsCandidate{}
-	var order []nsKey
+func (d *doctor) collectNamespaces() (map[plan.NetnsID]*nsCandidate, []plan.NetnsID) {
+	byKey := map[plan.NetnsID]*nsCandidate{}
+	var order []plan.NetnsID
 	addPath := func(display, p string, pid int) {
-		var st unix.Stat_t
-		if err := unix.Stat(p, &st); err != nil {
+		k, err := kernel.NetnsOf(p)
+		if err != nil {
 			return
 		}
 		var sfs unix.Statfs_t
 		if err := unix.Statfs(p, &sfs); err != nil || sfs.Type != unix.NSFS_MAGIC {
 			return
 		}
-		k := nsKey{dev: uint64(st.Dev), ino: st.Ino}
 		c := byKey[k]
 		if c == nil {
 			c = &nsCandidate{key: k, open: p}
@@ -90,19 +84,11 @@ func dedupe(in []string) []string {
 	return out
 }
 
-// selfNetns is the doctor's own (host) namespace, never under the root.
-func selfNetns() (nsKey, bool) {
-	var st unix.Stat_t
-	if err := unix.Stat(fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid()), &st); err != nil {
-		return nsKey{}, false
-	}
-	return nsKey{dev: uint64(st.Dev), ino: st.Ino}, true
-}
-
 func (d *doctor) checkNetns() {
 	c := Check{ID: CheckNetns}
 	byKey, order := d.collectNamespaces()
-	host, hostOK := selfNetns()
+	host, err := kernel.ThreadNetns() // the doctor's own (host) namespace, never under the root
+	hostOK := err == nil
 	d.rep.NamespacesScanned = len(order)
 	var rules, routes, orphans int
 	var errs []string

@@ -254,9 +254,6 @@ func NewFile(path string, maxSize int64, maxBackups int, stderr io.Writer) *File
 	return &File{path: path, maxSize: maxSize, maxBackups: maxBackups, stderr: stderr, fd: -1, lockFd: -1}
 }
 
-// Path is the file written to.
-func (f *File) Path() string { return f.path }
-
 // Write appends p, rotating first if p would take the file past its size.
 // It never returns an error to the logger and never blocks for long: the
 // plugin must work without its log. The first failure is explained on

@@ -2,12 +2,10 @@ package plan
 
 // Diff is what must change to turn the current state into the wanted one.
 type Diff struct {
-	AddRules     []Rule
-	DelRules     []Rule
-	AddRoutes    []Route
-	DelRoutes    []Route
-	PresentRules int // wanted rules already in place
-	PresentRoute int // wanted routes already in place
+	AddRules  []Rule
+	DelRules  []Rule
+	AddRoutes []Route
+	DelRoutes []Route
 }
 
 // Empty reports whether nothing needs to change.
@@ -20,14 +18,14 @@ func (d Diff) Empty() bool {
 // removed, which is how a retried ADD converges.
 func Compute(want Plan, haveRules []Rule, haveRoutes []Route) Diff {
 	var d Diff
-	d.AddRules, d.DelRules, d.PresentRules = diffSets(want.Rules, haveRules)
-	d.AddRoutes, d.DelRoutes, d.PresentRoute = diffSets(want.Routes, haveRoutes)
+	d.AddRules, d.DelRules = diffSets(want.Rules, haveRules)
+	d.AddRoutes, d.DelRoutes = diffSets(want.Routes, haveRoutes)
 	return d
 }
 
-// diffSets returns the wanted elements missing from have, the elements of
-// have not wanted, and how many wanted ones are already there.
-func diffSets[T comparable](want, have []T) (add, del []T, present int) {
+// diffSets returns the wanted elements missing from have and the elements
+// of have not wanted.
+func diffSets[T comparable](want, have []T) (add, del []T) {
 	inHave := make(map[T]bool, len(have))
 	for _, x := range have {
 		inHave[x] = true
@@ -35,9 +33,7 @@ func diffSets[T comparable](want, have []T) (add, del []T, present int) {
 	inWant := make(map[T]bool, len(want))
 	for _, x := range want {
 		inWant[x] = true
-		if inHave[x] {
-			present++
-		} else {
+		if !inHave[x] {
 			add = append(add, x)
 		}
 	}
@@ -46,7 +42,7 @@ func diffSets[T comparable](want, have []T) (add, del []T, present int) {
 			del = append(del, x)
 		}
 	}
-	return add, del, present
+	return add, del
 }
 
 // Missing lists the wanted objects absent from have, for CHECK. Copies of

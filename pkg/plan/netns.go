@@ -1,8 +1,12 @@
 package plan
 
+import "fmt"
+
 // NetnsID identifies a network namespace by its nsfs device and inode, as
 // the kernel does; the zero value means unknown.
 type NetnsID struct{ Dev, Ino uint64 }
+
+func (id NetnsID) String() string { return fmt.Sprintf("%d:%d", id.Dev, id.Ino) }
 
 // HostNetnsRefusal says why the plugin must not configure the target
 // namespace, or "" when it may. Policy rules there would reroute a host:

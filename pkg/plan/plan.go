@@ -183,14 +183,13 @@ type Subnet struct {
 
 // Interface holds every fact the plan needs about one interface.
 type Interface struct {
-	Name      string
-	Index     int
-	Table     int
-	Priority  int
-	Sources   []netip.Prefix // one rule each: addresses as /32 or /128, delegated prefixes as they are
-	Subnets   []Subnet       // one link-scope route each
-	Gateways  []netip.Addr   // at most one per family: the default route's next hop
-	NoDefault bool           // when set, install no default route even with a gateway
+	Name     string
+	Index    int
+	Table    int
+	Priority int
+	Sources  []netip.Prefix // one rule each: addresses as /32 or /128, delegated prefixes as they are
+	Subnets  []Subnet       // one link-scope route each
+	Gateways []netip.Addr   // at most one per family: the default route's next hop
 	// Routes are the prevResult's other routes through this interface
 	// (Dst, Gateway): carried into the table where they change the next
 	// hop (see Build), and verified by CHECK.
@@ -254,15 +253,13 @@ func Build(ifaces []Interface, rejects []Route) (Plan, error) {
 			})
 			families[FamilyOf(sn.Prefix.Addr())] = true
 		}
-		if !ifc.NoDefault {
-			for _, gw := range ifc.Gateways {
-				fam := FamilyOf(gw)
-				own = append(own, Route{
-					Table: ifc.Table, Dst: defaultPrefix(fam), Type: Unicast, Scope: ScopeUniverse,
-					LinkIndex: ifc.Index, Gateway: gw,
-				})
-				families[fam] = true
-			}
+		for _, gw := range ifc.Gateways {
+			fam := FamilyOf(gw)
+			own = append(own, Route{
+				Table: ifc.Table, Dst: defaultPrefix(fam), Type: Unicast, Scope: ScopeUniverse,
+				LinkIndex: ifc.Index, Gateway: gw,
+			})
+			families[fam] = true
 		}
 		blocks := tableRejects(ifc.Table, rejects, families)
 		copies, mirrored := linkCopies(ifc, own, blocks, families)

@@ -247,7 +247,7 @@ func TestCompute(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			d := Compute(want, tc.haveRules, tc.haveRoutes)
-			got := []int{len(d.AddRules), len(d.DelRules), len(d.AddRoutes), len(d.DelRoutes), d.PresentRules, d.PresentRoute}
+			got := []int{len(d.AddRules), len(d.DelRules), len(d.AddRoutes), len(d.DelRoutes), len(want.Rules) - len(d.AddRules), len(want.Routes) - len(d.AddRoutes)}
 			exp := []int{tc.addRules, tc.delRules, tc.addRoutes, tc.delRoutes, tc.presRules, tc.presRout}
 			if !slices.Equal(got, exp) {
 				t.Fatalf("diff counts %v, want %v (%+v)", got, exp, d)

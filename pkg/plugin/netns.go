@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/plugins/pkg/ns"
@@ -90,23 +89,15 @@ func openTarget(path string) (*target, error) {
 // hostNetnsRefusal compares the namespace at fd with the one this thread
 // runs in and with PID 1's (see plan.HostNetnsRefusal).
 func hostNetnsRefusal(fd int) (string, error) {
-	var a, b, init unix.Stat_t
-	if err := unix.Fstat(fd, &a); err != nil {
+	target, err := kernel.NetnsOfFd(fd)
+	if err != nil {
 		return "", err
 	}
-	self := fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid())
-	if err := unix.Stat(self, &b); err != nil {
+	self, err := kernel.ThreadNetns()
+	if err != nil {
 		return "", err
 	}
-	var pid1 plan.NetnsID
-	if unix.Stat("/proc/1/ns/net", &init) == nil {
-		pid1 = netnsID(init)
-	}
-	return plan.HostNetnsRefusal(netnsID(a), netnsID(b), pid1), nil
-}
-
-func netnsID(st unix.Stat_t) plan.NetnsID {
-	return plan.NetnsID{Dev: uint64(st.Dev), Ino: st.Ino}
+	return plan.HostNetnsRefusal(target, self, kernel.InitNetns()), nil
 }
 
 // nsGetNSType is NS_GET_NSTYPE, _IO(0xb7, 0x3) in linux/nsfs.h (Linux 4.11+).

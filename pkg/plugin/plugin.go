@@ -17,10 +17,10 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
-	"golang.org/x/sys/unix"
 
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/config"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/imds"
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/kernel"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/linkwait"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/plan"
 )
@@ -231,11 +231,12 @@ func sameNetnsPath(a, b string) bool {
 	if strings.TrimRight(a, "/") == strings.TrimRight(b, "/") {
 		return true
 	}
-	var sa, sb unix.Stat_t
-	if unix.Stat(a, &sa) != nil || unix.Stat(b, &sb) != nil {
+	ia, err := kernel.NetnsOf(a)
+	if err != nil {
 		return false
 	}
-	return sa.Dev == sb.Dev && sa.Ino == sb.Ino
+	ib, err := kernel.NetnsOf(b)
+	return err == nil && ia == ib
 }
 
 // appendGateway keeps the first gateway per family.
