@@ -14,12 +14,18 @@ import (
 // the agent's container loses on every restart, so a later DEL could not
 // tell ours from ec2-net-utils' — and the names would ride back to the host
 // on the ENI. Everything else the front's DEL needs is in the kernel.
-// It embeds the IMDS source so the plugin still sees its session methods
-// (token priming, request counts).
-type noAltNames struct{ *plugin.IMDSMetadata }
+type noAltNames struct{ plugin.MetadataSource }
 
-func (m noAltNames) Lookup(ctx context.Context, cfg *config.Config, mac net.HardwareAddr, await imds.AwaitListing) (*plugin.ENIMetadata, error) {
-	md, err := m.IMDSMetadata.Lookup(ctx, cfg, mac, await)
+func (m noAltNames) Open(cfg *config.Config) plugin.MetadataSession {
+	return noAltNamesSession{m.MetadataSource.Open(cfg)}
+}
+
+// noAltNamesSession keeps the session's other methods (token priming,
+// request counts) as they are.
+type noAltNamesSession struct{ plugin.MetadataSession }
+
+func (s noAltNamesSession) Lookup(ctx context.Context, mac net.HardwareAddr, await imds.AwaitListing) (*plugin.ENIMetadata, error) {
+	md, err := s.MetadataSession.Lookup(ctx, mac, await)
 	if md != nil {
 		md.AltNames = nil
 	}

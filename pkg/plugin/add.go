@@ -88,7 +88,7 @@ func (p *Plugin) gatherAdd(args *skel.CmdArgs) (*addFacts, error) {
 	if f.sel, err = selectInterfaces(cfg, args); err != nil {
 		return f, err
 	}
-	f.lk = p.startLookups(f.ctx, cfg, f.sel, "nothing was installed")
+	f.lk = startLookups(f.ctx, p.openMetadata(cfg), cfg, f.sel, "nothing was installed")
 	if f.t, err = openTarget(args.Netns); err != nil {
 		return f, err
 	}
@@ -174,7 +174,7 @@ func (p *Plugin) applyAdd(f *addFacts, res plan.Resolution, st *kernel.State) (*
 		return nil, lerr
 	}
 	out := &Outcome{Tables: res.Plan.Tables(), Note: strings.Join(res.Notes, "; ")}
-	p.imdsUsage(f.cfg, out)
+	f.lk.usage(out)
 	out.record(changes)
 	p.applyAltNames(f.cfg, f.args, f.t, f.sel, f.links, f.metas, out)
 	markLinks(f.args, f.t, f.sel, f.links, out)

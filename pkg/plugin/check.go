@@ -22,8 +22,8 @@ func (p *Plugin) check(args *skel.CmdArgs, out *Outcome) error {
 	if err != nil {
 		return err
 	}
-	defer p.imdsUsage(cfg, out)
 	f, err := p.gatherCheck(cfg, args)
+	defer f.lk.usage(out) // after close: every request counted
 	defer f.close()
 	if err != nil {
 		return err
@@ -73,7 +73,7 @@ func (p *Plugin) gatherCheck(cfg *config.Config, args *skel.CmdArgs) (*checkFact
 	if f.t, err = openTarget(args.Netns); err != nil {
 		return f, err
 	}
-	f.lk = p.startLookups(p.ctx(), cfg, sel, "CHECK cannot verify the IMDS-derived rules, routes and altnames")
+	f.lk = startLookups(p.ctx(), p.openMetadata(cfg), cfg, sel, "CHECK cannot verify the IMDS-derived rules, routes and altnames")
 	owned, _, err := ownedLinks(f.t, attachmentOf(args), claims(cfg, args))
 	if err != nil {
 		return f, errCode(types.ErrIOFailure, err)

@@ -31,8 +31,8 @@ func (p *Plugin) status(args *skel.CmdArgs, _ *Outcome) error {
 		return err
 	}
 	// With IMDS enabled, ADD needs it: not reachable is code 50.
-	if pinger, ok := p.Metadata.(MetadataPinger); ok && cfg.IMDS.Enabled {
-		return pinger.Ping(p.ctx(), cfg)
+	if sess := p.openMetadata(cfg); sess != nil {
+		return sess.Ping(p.ctx())
 	}
 	return nil
 }

@@ -18,22 +18,9 @@ import (
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/plan"
 )
 
-// MetadataPinger is implemented by metadata sources that can tell STATUS
-// whether they are reachable.
-type MetadataPinger interface {
-	Ping(ctx context.Context, cfg *config.Config) error
-}
-
-// IMDSMetadata is the MetadataSource backed by EC2 IMDSv2. Per invocation
-// (recognised by its parsed *config.Config, which every verb makes afresh)
-// the client, and with it the one session token, is built on first use, and
-// every lookup of the invocation shares one budget of imds.timeout from the
-// first of them.
+// IMDSMetadata is the MetadataSource backed by EC2 IMDSv2. It holds no
+// invocation state: each verb opens its own session.
 type IMDSMetadata struct {
-	mu       sync.Mutex
-	client   *imds.Client
-	cfg      *config.Config // the invocation the client and budget belong to
-	deadline time.Time
 	// Options tunes the client (tests); Endpoint is always the config's.
 	Options imds.Options
 }
@@ -41,86 +28,97 @@ type IMDSMetadata struct {
 // NewIMDSMetadata returns an IMDS-backed source; it does no I/O.
 func NewIMDSMetadata() *IMDSMetadata { return &IMDSMetadata{} }
 
+// Open starts an invocation's session; it does no I/O (the client is built
+// on first use, so an invocation that never asks costs nothing).
+func (m *IMDSMetadata) Open(cfg *config.Config) MetadataSession {
+	return &IMDSSession{cfg: cfg, options: m.Options}
+}
+
+// Lookup is a one-off lookup in a session of its own (tests, tools).
+func (m *IMDSMetadata) Lookup(ctx context.Context, cfg *config.Config, mac net.HardwareAddr, await imds.AwaitListing) (*ENIMetadata, error) {
+	return m.Open(cfg).Lookup(ctx, mac, await)
+}
+
+// IMDSSession is one invocation's use of IMDSv2: one client, so one session
+// token, and one budget of imds.timeout shared by every lookup from the
+// first of them.
+type IMDSSession struct {
+	cfg     *config.Config
+	options imds.Options
+
+	mu       sync.Mutex
+	client   *imds.Client
+	deadline time.Time
+}
+
 // errIMDSBudget is the cause of an expired imds.timeout.
 var errIMDSBudget = errors.New("imds.timeout expired")
 
-// session returns the invocation's client and budget, starting the budget
-// on first use.
-func (m *IMDSMetadata) session(cfg *config.Config) (*imds.Client, time.Time) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	c := m.clientLocked(cfg)
-	if m.deadline.IsZero() {
-		m.deadline = time.Now().Add(cfg.IMDS.Timeout)
+// clientAndBudget returns the session's client and budget, starting the
+// budget on first use.
+func (s *IMDSSession) clientAndBudget() (*imds.Client, time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.clientLocked()
+	if s.deadline.IsZero() {
+		s.deadline = time.Now().Add(s.cfg.IMDS.Timeout)
 	}
-	return c, m.deadline
+	return c, s.deadline
 }
 
-func (m *IMDSMetadata) clientLocked(cfg *config.Config) *imds.Client {
-	if m.client == nil || m.cfg != cfg {
-		o := m.Options
-		o.Endpoint = cfg.IMDS.Endpoint
-		m.client = imds.New(o)
-		m.cfg = cfg
-		m.deadline = time.Time{}
+func (s *IMDSSession) clientLocked() *imds.Client {
+	if s.client == nil {
+		o := s.options
+		o.Endpoint = s.cfg.IMDS.Endpoint
+		s.client = imds.New(o)
 	}
-	return m.client
+	return s.client
 }
 
-// Prime fetches the invocation's session token ahead of its first lookup
-// (standalone mode: while the link is awaited), bounded by imds.timeout on
-// its own: the lookups' budget starts with the first of them, so a slow
-// link does not eat it. A failure is left for the lookup to report.
-func (m *IMDSMetadata) Prime(ctx context.Context, cfg *config.Config) {
-	m.mu.Lock()
-	c := m.clientLocked(cfg)
-	m.mu.Unlock()
-	pctx, cancel := context.WithTimeoutCause(ctx, cfg.IMDS.Timeout, errIMDSBudget)
+// Prime fetches the session token ahead of the first lookup (standalone
+// mode: while the link is awaited), bounded by imds.timeout on its own: the
+// lookups' budget starts with the first of them, so a slow link does not
+// eat it. A failure is left for the lookup to report.
+func (s *IMDSSession) Prime(ctx context.Context) {
+	s.mu.Lock()
+	c := s.clientLocked()
+	s.mu.Unlock()
+	pctx, cancel := context.WithTimeoutCause(ctx, s.cfg.IMDS.Timeout, errIMDSBudget)
 	defer cancel()
 	_ = c.Ping(pctx)
 }
 
-// Requests counts the HTTP requests sent to IMDS so far in this invocation.
-func (m *IMDSMetadata) Requests() int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.client == nil {
-		return 0
-	}
-	return m.client.Requests()
-}
-
-// Usage counts the requests and round trips to IMDS of cfg's invocation
-// so far (zero when it made none).
-func (m *IMDSMetadata) Usage(cfg *config.Config) (requests, roundTrips int) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.client == nil || m.cfg != cfg {
+// Usage counts the requests and round trips of the session so far (zero
+// when it made none).
+func (s *IMDSSession) Usage() (requests, roundTrips int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.client == nil {
 		return 0, 0
 	}
-	return m.client.Requests(), m.client.RoundTrips()
+	return s.client.Requests(), s.client.RoundTrips()
 }
 
-// Lookup implements MetadataSource. The caller that waits for it installs
+// Lookup implements MetadataSession. The caller that waits for it installs
 // the SIGTERM handler (blocking.Ahead): lookups does when it joins, while
 // the requests are in flight rather than ahead of them.
-func (m *IMDSMetadata) Lookup(ctx context.Context, cfg *config.Config, mac net.HardwareAddr, await imds.AwaitListing) (*ENIMetadata, error) {
-	c, deadline := m.session(cfg)
+func (s *IMDSSession) Lookup(ctx context.Context, mac net.HardwareAddr, await imds.AwaitListing) (*ENIMetadata, error) {
+	c, deadline := s.clientAndBudget()
 	lctx, cancel := context.WithDeadlineCause(ctx, deadline, errIMDSBudget)
 	defer cancel()
 	eni, err := c.LookupAwaiting(lctx, mac, await)
 	if err != nil {
-		return nil, lookupError(ctx, lctx, cfg, c.Endpoint(), mac, err)
+		return nil, lookupError(ctx, lctx, s.cfg, c.Endpoint(), mac, err)
 	}
-	return metadataFromENI(cfg, eni)
+	return metadataFromENI(s.cfg, eni)
 }
 
-// Ping implements MetadataPinger: STATUS fails with code 50, naming the
+// Ping implements MetadataSession: STATUS fails with code 50, naming the
 // endpoint, when IMDS does not answer a token-authenticated request within
 // imds.timeout.
-func (m *IMDSMetadata) Ping(ctx context.Context, cfg *config.Config) error {
+func (s *IMDSSession) Ping(ctx context.Context) error {
 	blocking.Ahead(ctx) // network I/O: let SIGTERM end it (see package blocking)
-	c, deadline := m.session(cfg)
+	c, deadline := s.clientAndBudget()
 	lctx, cancel := context.WithDeadlineCause(ctx, deadline, errIMDSBudget)
 	defer cancel()
 	if err := c.Ping(lctx); err != nil {
@@ -184,11 +182,7 @@ func budgetUsed(ctx, lctx context.Context, cfg *config.Config) string {
 // local IPv4, IPv6 and delegated prefix; subnet routes from the subnet
 // CIDRs; altnames eni-... and device-number-N[.C].
 func metadataFromENI(cfg *config.Config, eni *imds.ENI) (*ENIMetadata, error) {
-	md := &ENIMetadata{
-		Table:       cfg.TableBase + 100*eni.NetworkCard + eni.DeviceNumber,
-		DeviceIndex: eni.DeviceNumber,
-		Card:        eni.NetworkCard,
-	}
+	md := &ENIMetadata{Table: cfg.TableBase + 100*eni.NetworkCard + eni.DeviceNumber}
 	if err := plan.ValidateTable(md.Table); err != nil {
 		return nil, types.NewError(types.ErrInvalidNetworkConfig,
 			fmt.Sprintf("tableBase %d + 100*network-card %d + device-number %d: %v", cfg.TableBase, eni.NetworkCard, eni.DeviceNumber, err), "")

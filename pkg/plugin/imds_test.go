@@ -86,13 +86,13 @@ func TestIMDSEnabledByDefault(t *testing.T) {
 
 func TestMetadataNumberingAndFacts(t *testing.T) {
 	url := imdsfake.Start(t, mdFake())
-	m := NewIMDSMetadata()
 	cfg := mdConfig(t, `,"imds":{"endpoint":"`+url+`"}`)
-	md1, err := m.Lookup(context.Background(), cfg, hw(t, mdENI1), nil)
+	m := NewIMDSMetadata().Open(cfg) // one invocation's session
+	md1, err := m.Lookup(context.Background(), hw(t, mdENI1), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	md2, err := m.Lookup(context.Background(), cfg, hw(t, mdENI2), nil)
+	md2, err := m.Lookup(context.Background(), hw(t, mdENI2), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,8 +117,8 @@ func TestMetadataNumberingAndFacts(t *testing.T) {
 		t.Errorf("dual stack facts %+v", md2)
 	}
 	// Two lookups, one token: 1 + 8 + 9 (dual stack adds the IPv6 subnet).
-	if m.Requests() != 18 {
-		t.Errorf("%d requests for two ENIs, want 18", m.Requests())
+	if n, _ := m.Usage(); n != 18 {
+		t.Errorf("%d requests for two ENIs, want 18", n)
 	}
 }
 
@@ -130,8 +130,8 @@ func TestMetadataTableBaseAndSingleCard(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if md.Table != 20003 || md.Card != 0 {
-		t.Errorf("table %d card %d", md.Table, md.Card)
+	if md.Table != 20003 { // card 0: tableBase + device-number
+		t.Errorf("table %d", md.Table)
 	}
 	// network-card 404: no ".C" suffix, as ec2-net-utils on single-card types.
 	if !slices.Equal(md.AltNames, []string{"device-number-3"}) {
@@ -200,13 +200,13 @@ func TestMetadataBudgetIsPerInvocation(t *testing.T) {
 	f := mdFake()
 	url := imdsfake.Start(t, f)
 	cfg := mdConfig(t, `,"imds":{"endpoint":"`+url+`","timeout":"300ms"}`)
-	m := NewIMDSMetadata()
-	if _, err := m.Lookup(context.Background(), cfg, hw(t, mdENI1), nil); err != nil {
+	m := NewIMDSMetadata().Open(cfg)
+	if _, err := m.Lookup(context.Background(), hw(t, mdENI1), nil); err != nil {
 		t.Fatal(err)
 	}
 	f.SetHang(true)
 	t0 := time.Now()
-	_, err := m.Lookup(context.Background(), cfg, hw(t, mdENI2), nil)
+	_, err := m.Lookup(context.Background(), hw(t, mdENI2), nil)
 	wantCode(t, err, types.ErrTryAgainLater)
 	if el := time.Since(t0); el > 400*time.Millisecond {
 		t.Errorf("second lookup took %v: budget not shared", el)
@@ -318,31 +318,80 @@ func TestDelWithoutNetnsDropsRecord(t *testing.T) {
 	}
 }
 
-// A new invocation (a new parsed config) gets a new budget and token, also
+// A new invocation (a new session, opened by its verb) gets a new budget and token, also
 // when the same Plugin value is reused in-process.
 func TestMetadataSessionPerInvocation(t *testing.T) {
 	f := mdFake()
 	url := imdsfake.Start(t, f)
 	m := NewIMDSMetadata()
+	var last *IMDSSession
 	for i := 0; i < 2; i++ {
 		cfg := mdConfig(t, `,"imds":{"endpoint":"`+url+`"}`)
-		if _, err := m.Lookup(context.Background(), cfg, hw(t, mdENI1), nil); err != nil {
+		last = m.Open(cfg).(*IMDSSession)
+		if _, err := last.Lookup(context.Background(), hw(t, mdENI1), nil); err != nil {
 			t.Fatalf("invocation %d: %v", i, err)
 		}
 	}
-	if f.TokensIssued() != 2 || time.Until(m.deadline) < 2*time.Second {
-		t.Errorf("%d tokens for two invocations; budget left %v", f.TokensIssued(), time.Until(m.deadline))
+	if f.TokensIssued() != 2 || time.Until(last.deadline) < 2*time.Second {
+		t.Errorf("%d tokens for two invocations; budget left %v", f.TokensIssued(), time.Until(last.deadline))
 	}
 }
 
 // Package imds must stay cheap to import: nothing at init, the client is
 // built on first use.
 func TestIMDSMetadataIsLazy(t *testing.T) {
-	m := NewIMDSMetadata()
-	if m.client != nil || m.Requests() != 0 {
+	cfg := mdConfig(t, `,"imds":{"endpoint":"http://192.0.2.1:1"}`)
+	s := NewIMDSMetadata().Open(cfg).(*IMDSSession)
+	if n, _ := s.Usage(); s.client != nil || n != 0 {
 		t.Fatal("client built before first use")
 	}
-	var _ MetadataSource = m
-	var _ MetadataPinger = m
+	var _ MetadataSource = NewIMDSMetadata()
 	_ = imds.DefaultEndpoint
+}
+
+// countingSource records the sessions verbs open.
+type countingSource struct{ opened []*countingSession }
+
+type countingSession struct {
+	cfg   *config.Config
+	pings int
+}
+
+func (c *countingSource) Open(cfg *config.Config) MetadataSession {
+	s := &countingSession{cfg: cfg}
+	c.opened = append(c.opened, s)
+	return s
+}
+
+func (s *countingSession) Lookup(context.Context, net.HardwareAddr, imds.AwaitListing) (*ENIMetadata, error) {
+	return nil, errors.New("not used")
+}
+func (s *countingSession) Prime(context.Context)      {}
+func (s *countingSession) Ping(context.Context) error { s.pings++; return nil }
+func (s *countingSession) Usage() (int, int)          { return 0, 0 }
+
+// Each invocation opens its own session, passed down explicitly; with IMDS
+// disabled none is opened at all.
+func TestEachInvocationOpensItsSession(t *testing.T) {
+	src := &countingSource{}
+	p := &Plugin{Metadata: src}
+	stdin := func(conf string) *skel.CmdArgs {
+		return &skel.CmdArgs{StdinData: []byte(`{"cniVersion":"1.1.0","name":"n","type":"ec2-policy-routes"` + conf + `}`)}
+	}
+	for range 2 {
+		if err := p.Status(stdin("")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Status(stdin(`,"imds":{"enabled":false}`)); err != nil {
+		t.Fatal(err)
+	}
+	if len(src.opened) != 2 || src.opened[0] == src.opened[1] || src.opened[0].cfg == src.opened[1].cfg {
+		t.Fatalf("opened %d sessions, want one per IMDS-enabled invocation", len(src.opened))
+	}
+	for i, s := range src.opened {
+		if s.pings != 1 {
+			t.Errorf("session %d pinged %d times, want 1", i, s.pings)
+		}
+	}
 }

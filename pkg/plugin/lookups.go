@@ -18,7 +18,7 @@ import (
 // joined before anything is applied. None outlives the verb: stop cancels
 // them and waits. Each is bounded by imds.timeout and the verb's context.
 type lookups struct {
-	p      *Plugin
+	sess   MetadataSession
 	cfg    *config.Config
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -42,14 +42,14 @@ type lookup struct {
 	await   bool
 }
 
-// startLookups starts the lookups whose MAC prevResult names; nil when the
-// invocation does not use IMDS.
-func (p *Plugin) startLookups(ctx context.Context, cfg *config.Config, sel []selected, consequence string) *lookups {
-	if !cfg.IMDS.Enabled || p.Metadata == nil {
+// startLookups starts, in the invocation's session, the lookups whose MAC
+// prevResult names; nil when the invocation does not use IMDS (sess nil).
+func startLookups(ctx context.Context, sess MetadataSession, cfg *config.Config, sel []selected, consequence string) *lookups {
+	if sess == nil {
 		return nil
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	l := &lookups{p: p, cfg: cfg, ctx: ctx, cancel: cancel, items: make([]*lookup, len(sel)), consequence: consequence}
+	l := &lookups{sess: sess, cfg: cfg, ctx: ctx, cancel: cancel, items: make([]*lookup, len(sel)), consequence: consequence}
 	prime := false
 	for i, s := range sel {
 		if mac := prevResultMAC(cfg, s); mac != nil {
@@ -60,13 +60,11 @@ func (p *Plugin) startLookups(ctx context.Context, cfg *config.Config, sel []sel
 	}
 	// A MAC known only from the link (standalone mode): fetch the session
 	// token meanwhile, so the lookup is one round trip once it is.
-	if pr, ok := p.Metadata.(interface {
-		Prime(context.Context, *config.Config)
-	}); ok && prime {
+	if prime {
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
-			pr.Prime(ctx, cfg)
+			sess.Prime(ctx)
 		}()
 	}
 	return l
@@ -94,7 +92,7 @@ func (l *lookups) start(mac net.HardwareAddr) *lookup {
 	go func() {
 		defer l.wg.Done()
 		defer close(it.done)
-		it.md, it.err = l.p.Metadata.Lookup(ctx, l.cfg, mac, it.awaitListing)
+		it.md, it.err = l.sess.Lookup(ctx, mac, it.awaitListing)
 	}()
 	return it
 }
@@ -158,13 +156,12 @@ func (l *lookups) result(i int) (*ENIMetadata, error) {
 	return it.md, nil
 }
 
-// imdsUsage is what the invocation asked of IMDS, for its log line.
-func (p *Plugin) imdsUsage(cfg *config.Config, out *Outcome) {
-	if u, ok := p.Metadata.(interface {
-		Usage(*config.Config) (int, int)
-	}); ok {
-		out.IMDSRequests, out.IMDSRoundTrips = u.Usage(cfg)
+// usage records what the invocation asked of IMDS, for its log line.
+func (l *lookups) usage(out *Outcome) {
+	if l == nil {
+		return
 	}
+	out.IMDSRequests, out.IMDSRoundTrips = l.sess.Usage()
 }
 
 // stop ends every lookup and waits for it.

@@ -43,21 +43,42 @@ type Plugin struct {
 	StateDir string
 }
 
-// MetadataSource looks up EC2 facts for an ENI by MAC address. When the
-// source does not list the MAC, await says whether to wait for it (nil: no).
+// MetadataSource opens a metadata session per invocation: the verb opens
+// it (only when imds.enabled) and passes it down.
 type MetadataSource interface {
-	Lookup(ctx context.Context, cfg *config.Config, mac net.HardwareAddr, await imds.AwaitListing) (*ENIMetadata, error)
+	Open(cfg *config.Config) MetadataSession
+}
+
+// MetadataSession is one invocation's use of the metadata service.
+type MetadataSession interface {
+	// Lookup returns EC2 facts for the ENI with this MAC. When the source
+	// does not list the MAC, await says whether to wait for it (nil: no).
+	Lookup(ctx context.Context, mac net.HardwareAddr, await imds.AwaitListing) (*ENIMetadata, error)
+	// Prime prepares the first lookup (session token) while the MAC is not
+	// known yet; failures are left for the lookup to report.
+	Prime(ctx context.Context)
+	// Ping reports whether the service answers (STATUS), as a CNI error.
+	Ping(ctx context.Context) error
+	// Usage counts the session's requests and round trips (log line).
+	Usage() (requests, roundTrips int)
+}
+
+// openMetadata opens the invocation's metadata session; nil when the
+// invocation does not use IMDS (disabled, or no source).
+func (p *Plugin) openMetadata(cfg *config.Config) MetadataSession {
+	if !cfg.IMDS.Enabled || p.Metadata == nil {
+		return nil
+	}
+	return p.Metadata.Open(cfg)
 }
 
 // ENIMetadata is what IMDS says about one ENI.
 type ENIMetadata struct {
-	Table       int
-	Sources     []netip.Prefix // local IPv4s, IPv6s and delegated prefixes
-	Subnets     []netip.Prefix // VPC subnet CIDRs
-	Gateways    []netip.Addr   // the VPC router per family, when derivable
-	AltNames    []string       // eni-..., device-number-N.C
-	DeviceIndex int
-	Card        int
+	Table    int
+	Sources  []netip.Prefix // local IPv4s, IPv6s and delegated prefixes
+	Subnets  []netip.Prefix // VPC subnet CIDRs
+	Gateways []netip.Addr   // the VPC router per family, when derivable
+	AltNames []string       // eni-..., device-number-N.C
 }
 
 func (p *Plugin) log() *slog.Logger {
