@@ -344,6 +344,11 @@ func (f *Fake) metadata(key string) (string, bool) {
 		for k := range values {
 			keys = append(keys, k)
 		}
+		for suffix := range f.raw { // a key given a raw body exists too
+			if k := strings.TrimPrefix(suffix, "/"); k != suffix && !strings.Contains(k, "/") && values[k] == "" {
+				keys = append(keys, k)
+			}
+		}
 		sort.Strings(keys)
 		return strings.Join(keys, "\n"), true
 	}

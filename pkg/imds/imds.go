@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -125,12 +126,41 @@ func macKey(mac net.HardwareAddr, key string) string {
 	return "network/interfaces/macs/" + strings.ToLower(mac.String()) + "/" + key
 }
 
-// perMACKeys are asked together, right after the session token, so an
-// IPv4-only ENI costs two round trips: subnet-ipv4-cidr-block goes along
-// speculatively (nearly every ENI has an IPv4 source; it is dropped when the
-// ENI has none), subnet-ipv6-cidr-blocks is asked only once the ENI turns
-// out to have IPv6 sources (a third round trip).
-var perMACKeys = []string{KeyDeviceNumber, KeyNetworkCard, KeyInterfaceID, KeyLocalIPv4s, KeyIPv6s, KeyIPv4Prefix, KeyIPv6Prefix, KeySubnetIPv4CIDR}
+// keyListing is the MAC's own directory (network/interfaces/macs/<mac>/):
+// its answer lists the keys IMDS has for the ENI.
+const keyListing = ""
+
+// firstRound is asked together right after the session token: the keys
+// every VPC ENI with an IPv4 address has, and the listing, which tells
+// which of optionalKeys exist. An IPv4-only ENI on a single-card instance
+// type so costs 1 token + 5 GETs in two round trips; asking each optional
+// key on the chance that it exists cost 4 more requests (4 404s).
+var firstRound = []string{KeyDeviceNumber, keyListing, KeyInterfaceID, KeyLocalIPv4s, KeySubnetIPv4CIDR}
+
+// optionalKeys exist only on some ENIs (multi-card instance types, IPv6,
+// delegated prefixes); they are asked, as a third round trip, only when the
+// listing names them.
+var optionalKeys = []string{KeyNetworkCard, KeyIPv6s, KeyIPv4Prefix, KeyIPv6Prefix, KeySubnetIPv6CIDRs}
+
+// listedOptional is what to ask of optionalKeys after the first round: the
+// ones the listing names (the IPv6 subnets only along with an IPv6 source),
+// or every one when IMDS serves no listing (404) for a MAC it lists.
+func listedOptional(listing result) []string {
+	if !listing.found {
+		return optionalKeys
+	}
+	names := map[string]bool{}
+	for _, l := range lines(listing.body) {
+		names[strings.TrimSuffix(l, "/")] = true
+	}
+	var out []string
+	for _, k := range optionalKeys {
+		if names[k] && (k != KeySubnetIPv6CIDRs || names[KeyIPv6s] || names[KeyIPv6Prefix]) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
 
 // AwaitListing is asked when IMDS answers 404 for a MAC whether IMDS may
 // still list it (a fresh attachment): true polls on within the context. It
@@ -150,7 +180,7 @@ func (c *Client) LookupAwaiting(ctx context.Context, mac net.HardwareAddr, await
 	if len(mac) != 6 {
 		return nil, &Error{Key: "network/interfaces/macs/", Err: fmt.Errorf("%w: %q is not an Ethernet MAC", ErrUnknownMAC, mac.String())}
 	}
-	res, err := c.getAll(ctx, mac, perMACKeys)
+	res, err := c.getAll(ctx, mac, firstRound)
 	if err != nil {
 		return nil, err
 	}
@@ -161,20 +191,19 @@ func (c *Client) LookupAwaiting(ctx context.Context, mac net.HardwareAddr, await
 	}
 	if !current {
 		// Answered before the attachment propagated: ask again.
-		if res, err = c.getAll(ctx, mac, perMACKeys[1:]); err != nil {
+		if res, err = c.getAll(ctx, mac, firstRound[1:]); err != nil {
 			return nil, err
 		}
+	}
+	if more := listedOptional(res[keyListing]); len(more) > 0 {
+		extra, err := c.getAll(ctx, mac, more)
+		if err != nil {
+			return nil, err
+		}
+		maps.Copy(res, extra)
 	}
 	if err := parseFacts(eni, res); err != nil {
 		return nil, err
-	}
-	if len(eni.IPv6s)+len(eni.IPv6Prefixes) > 0 {
-		if res, err = c.getAll(ctx, mac, []string{KeySubnetIPv6CIDRs}); err != nil {
-			return nil, err
-		}
-		if eni.SubnetIPv6, err = parsePrefixes(res[KeySubnetIPv6CIDRs], false); err != nil {
-			return nil, err
-		}
 	}
 	return eni, nil
 }
@@ -240,7 +269,7 @@ func pollEnded(ctx context.Context, r result) error {
 	return &Error{Key: r.key, Err: fmt.Errorf("%w: %w", why, context.Cause(ctx))}
 }
 
-// parseFacts fills eni from the answers to perMACKeys.
+// parseFacts fills eni from the answers to firstRound and optionalKeys.
 func parseFacts(eni *ENI, res map[string]result) error {
 	var err error
 	if r := res[KeyNetworkCard]; r.found {
@@ -266,6 +295,11 @@ func parseFacts(eni *ENI, res map[string]result) error {
 	if eni.IPv6Prefixes, err = parsePrefixes(res[KeyIPv6Prefix], false); err != nil {
 		return err
 	}
+	if len(eni.IPv6s)+len(eni.IPv6Prefixes) > 0 {
+		if eni.SubnetIPv6, err = parsePrefixes(res[KeySubnetIPv6CIDRs], false); err != nil {
+			return err
+		}
+	}
 	// Asked ahead with the rest: used only when an IPv4 source needs it.
 	if r := res[KeySubnetIPv4CIDR]; r.found && len(eni.LocalIPv4s)+len(eni.IPv4Prefixes) > 0 {
 		ps, err := parsePrefixes(r, true)
@@ -287,9 +321,9 @@ type result struct {
 }
 
 // getAll fetches keys of one MAC concurrently, one round trip; the first
-// error cancels the rest. Until the session has its token the first request
-// goes alone and the rest follow as soon as the token arrives: sent
-// together, each would fetch a token of its own after a failed one.
+// error cancels the rest. Until the session has its token, the gate (see
+// session.go) lets one request fetch it and holds the rest, built and
+// ready, until it is in.
 func (c *Client) getAll(ctx context.Context, mac net.HardwareAddr, keys []string) (map[string]result, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -299,34 +333,17 @@ func (c *Client) getAll(ctx context.Context, mac net.HardwareAddr, keys []string
 		err  error
 	}
 	ch := make(chan item, len(keys))
-	pending := 0
-	start := func(k string) {
-		pending++
+	c.wave()
+	for _, k := range keys {
 		go func() {
 			key := macKey(mac, k)
 			body, found, err := c.get(ctx, key)
 			ch <- item{k, result{key, body, found}, err}
 		}()
 	}
-	c.wave()
 	out := make(map[string]result, len(keys))
-	start(keys[0])
-	if len(keys) > 1 {
-		select {
-		case <-c.tokenReady:
-		case it := <-ch: // answered, or failed, without a token arriving
-			pending--
-			if it.err != nil {
-				return nil, it.err
-			}
-			out[it.name] = it.r
-		}
-		for _, k := range keys[1:] {
-			start(k)
-		}
-	}
 	var first error
-	for ; pending > 0; pending-- {
+	for range keys {
 		it := <-ch
 		if it.err != nil && first == nil {
 			first = it.err

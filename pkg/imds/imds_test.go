@@ -85,10 +85,12 @@ func TestLookupSecondaryENI(t *testing.T) {
 	if eni.SubnetIPv4 != netip.MustParsePrefix("10.0.1.0/24") || eni.SubnetIPv6 != nil || eni.IPv6s != nil || eni.IPv6Prefixes != nil {
 		t.Errorf("subnets/v6: %+v", eni)
 	}
-	// One token; device-number; six keys; the IPv4 subnet only (no IPv6
-	// source, so no IPv6 subnet; device-number != 0, so no `mac`).
+	// One token; the first round (device-number, the MAC's listing, its
+	// interface id, addresses and IPv4 subnet); then the optional keys the
+	// listing names (its card, its prefix). No IPv6 source, so no IPv6
+	// keys; device-number != 0, so no `mac`.
 	want := []string{
-		"GET device-number", "GET interface-id", "GET ipv4-prefix", "GET ipv6-prefix", "GET ipv6s",
+		"GET ", "GET device-number", "GET interface-id", "GET ipv4-prefix",
 		"GET local-ipv4s", "GET network-card", "GET subnet-ipv4-cidr-block", "PUT /latest/api/token",
 	}
 	if got := paths(f); !slices.Equal(got, want) {
@@ -112,8 +114,9 @@ func TestLookupDualStackAndIPv6Prefix(t *testing.T) {
 	if len(eni.IPv6s) != 1 || len(eni.IPv6Prefixes) != 1 || len(eni.SubnetIPv6) != 2 {
 		t.Errorf("v6 facts: %+v", eni)
 	}
-	if f.Count() != 10 {
-		t.Errorf("dual stack lookup made %d requests, want 10: %v", f.Count(), paths(f))
+	// token + first round (5) + card, both prefixes, ipv6s, IPv6 subnets.
+	if f.Count() != 11 {
+		t.Errorf("dual stack lookup made %d requests, want 11: %v", f.Count(), paths(f))
 	}
 }
 
@@ -216,8 +219,8 @@ func TestRetriesThrottlingAndServerErrors(t *testing.T) {
 		if _, err := c.Lookup(ctxT(t, 5*time.Second), mac(t, eniMAC)); err != nil {
 			t.Fatalf("status %d twice, then ok: %v", status, err)
 		}
-		if f.Count() != 11 {
-			t.Errorf("status %d: %d requests, want 9 + 2 retries", status, f.Count())
+		if f.Count() != 10 {
+			t.Errorf("status %d: %d requests, want 8 + 2 retries", status, f.Count())
 		}
 	}
 }
@@ -249,15 +252,15 @@ func TestNoRetryOnClientErrors(t *testing.T) {
 	if !errors.As(err, &ie) || ie.Status != 403 {
 		t.Fatalf("err %v", err)
 	}
-	// Not retried: one device-number GET (the other keys go along with
-	// it, once each, so at most token + 8).
+	// Not retried: one device-number GET (the rest of the first round goes
+	// along with it, once each, so at most token + 5).
 	n := 0
 	for _, r := range f.Requests() {
 		if strings.HasSuffix(r.Path, "/device-number") {
 			n++
 		}
 	}
-	if n != 1 || f.Count() > 9 {
+	if n != 1 || f.Count() > 6 {
 		t.Errorf("device-number asked %d times, %d requests: %v", n, f.Count(), f.Requests())
 	}
 }
@@ -309,14 +312,16 @@ func TestHangingIMDSRespectsContext(t *testing.T) {
 }
 
 func TestLatencyCostsRoundTripsNotKeys(t *testing.T) {
-	f, c := start(t, secondary())
+	e := secondary()
+	e.NetworkCard, e.IPv4Prefixes = nil, nil // no optional key: no third round
+	f, c := start(t, e)
 	lat := 60 * time.Millisecond
 	f.SetLatency(lat)
 	t0 := time.Now()
 	if _, err := c.Lookup(ctxT(t, 3*time.Second), mac(t, eniMAC)); err != nil {
 		t.Fatal(err)
 	}
-	// token, then the 8 keys at once: 2 round trips, not 9.
+	// token, then the 5 first-round GETs at once: 2 round trips, not 6.
 	if el := time.Since(t0); el > 2*lat+lat*3/2 {
 		t.Errorf("took %v at %v per request", el, lat)
 	}

@@ -3,41 +3,41 @@ package imds_test
 import (
 	"context"
 	"errors"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ec2-policy-routes/ec2-policy-routes/internal/imdsfake"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/imds"
 )
 
-// The README's cost of a lookup: an IPv4-only ENI is 1 token + 8 GETs in
-// two round trips; dual stack adds the IPv6 subnets as a third; the
-// primary ENI (device 0) adds `mac` as a third.
+// The README's cost of a lookup: an IPv4-only ENI on a single-card
+// instance type is 1 token + 5 GETs (device-number, the MAC's listing,
+// interface-id, local-ipv4s, subnet-ipv4-cidr-block) in two round trips;
+// each optional key the listing names (network-card, prefixes, IPv6
+// addresses and subnets) goes in a third; the primary ENI (device 0) adds
+// `mac` as a third.
 func TestRequestsAndRoundTrips(t *testing.T) {
-	dual := secondary()
+	plain := secondary()
+	plain.NetworkCard, plain.IPv4Prefixes = nil, nil
+	dual := plain
 	dual.IPv6s, dual.SubnetIPv6 = []string{"2001:db8:1::25"}, []string{"2001:db8:1::/64"}
-	prim := secondary()
+	prim := plain
 	prim.MAC, prim.DeviceNumber = primaryMAC, 0
 	for _, tc := range []struct {
 		name             string
-		eni              func() (string, []string)
+		eni              imdsfake.ENI
 		requests, rounds int
 	}{
-		{"IPv4 only", func() (string, []string) { return eniMAC, nil }, 9, 2},
-		{"dual stack", func() (string, []string) { return eniMAC, []string{"dual"} }, 10, 3},
-		{"primary ENI", func() (string, []string) { return primaryMAC, []string{"primary"} }, 10, 3},
+		{"IPv4 only, single card", plain, 6, 2},
+		{"multi-card, with a prefix", secondary(), 8, 3},
+		{"dual stack", dual, 8, 3},
+		{"primary ENI", prim, 7, 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			m, kind := tc.eni()
-			e := secondary()
-			switch {
-			case len(kind) > 0 && kind[0] == "dual":
-				e = dual
-			case len(kind) > 0 && kind[0] == "primary":
-				e = prim
-			}
-			f, c := start(t, e)
-			if _, err := c.Lookup(ctxT(t, 3*time.Second), mac(t, m)); err != nil {
+			f, c := start(t, tc.eni)
+			if _, err := c.Lookup(ctxT(t, 3*time.Second), mac(t, tc.eni.MAC)); err != nil {
 				t.Fatal(err)
 			}
 			if f.TokensIssued() != 1 || f.Count() != tc.requests || c.Requests() != tc.requests || c.RoundTrips() != tc.rounds {
@@ -47,6 +47,28 @@ func TestRequestsAndRoundTrips(t *testing.T) {
 		})
 	}
 }
+
+// An IMDS that serves no listing for the MAC (404 on its directory while
+// its keys answer) costs the optional keys asked blind, not a wrong answer.
+func TestNoListingAsksEveryOptionalKey(t *testing.T) {
+	e := secondary()
+	e.IPv6s, e.SubnetIPv6 = []string{"2001:db8:1::25"}, []string{"2001:db8:1::/64"}
+	f, c := start(t, e)
+	f.Fail("/"+e.MAC+"/", http.StatusNotFound, -1)
+	eni, err := c.Lookup(ctxT(t, 3*time.Second), mac(t, e.MAC))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !eni.CardKnown || eni.NetworkCard != 1 || len(eni.IPv4Prefixes) != 1 || len(eni.IPv6s) != 1 || len(eni.SubnetIPv6) != 1 {
+		t.Errorf("facts without a listing: %+v", eni)
+	}
+	if f.Count() != 1+5+len(imdsOptionalKeys) {
+		t.Errorf("%d requests, want token + 5 + %d: %v", f.Count(), len(imdsOptionalKeys), paths(f))
+	}
+}
+
+// imdsOptionalKeys mirrors imds.optionalKeys (the package's own tests see it).
+var imdsOptionalKeys = []string{imds.KeyNetworkCard, imds.KeyIPv6s, imds.KeyIPv4Prefix, imds.KeyIPv6Prefix, imds.KeySubnetIPv6CIDRs}
 
 func always(v bool) imds.AwaitListing { return func(context.Context) bool { return v } }
 
@@ -69,8 +91,9 @@ func TestLateListedMAC(t *testing.T) {
 			n++
 		}
 	}
-	// 3 unlisted asks, the 4th finds it; then the other 7 keys again.
-	if n != 4 || f.TokensIssued() != 1 || f.Count() != 1+8+3+7 {
+	// 3 unlisted asks, the 4th finds it; then the other 4 first-round keys
+	// again, and the 2 optional ones the listing names.
+	if n != 4 || f.TokensIssued() != 1 || f.Count() != 1+5+3+4+2 {
 		t.Errorf("device-number asked %d times (want 4), %d tokens, %d requests: %v", n, f.TokensIssued(), f.Count(), paths(f))
 	}
 }
@@ -98,8 +121,8 @@ func TestUnlistedMAC(t *testing.T) {
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("err %v, want %v", err, tc.want)
 			}
-			if tc.want == imds.ErrUnknownMAC && (f.Count() != 9 || el > 500*time.Millisecond) {
-				t.Errorf("took %v and %d requests, want one round (9)", el, f.Count())
+			if tc.want == imds.ErrUnknownMAC && (f.Count() != 6 || el > 500*time.Millisecond) {
+				t.Errorf("took %v and %d requests, want one round (token + 5)", el, f.Count())
 			}
 			if tc.want == imds.ErrNotListed && (el < tc.budget || el > tc.budget+100*time.Millisecond) {
 				t.Errorf("ended after %v, want at the %v budget", el, tc.budget)

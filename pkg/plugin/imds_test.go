@@ -116,9 +116,10 @@ func TestMetadataNumberingAndFacts(t *testing.T) {
 	if len(md2.Sources) != 2 || len(md2.Subnets) != 2 {
 		t.Errorf("dual stack facts %+v", md2)
 	}
-	// Two lookups, one token: 1 + 8 + 9 (dual stack adds the IPv6 subnet).
-	if n, _ := m.Usage(); n != 18 {
-		t.Errorf("%d requests for two ENIs, want 18", n)
+	// Two lookups, one token: 1 + (5 + card, prefix) + (5 + card, ipv6s,
+	// IPv6 subnets): the first round, then the optional keys each listing names.
+	if n, _ := m.Usage(); n != 16 {
+		t.Errorf("%d requests for two ENIs, want 16", n)
 	}
 }
 

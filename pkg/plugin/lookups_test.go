@@ -69,13 +69,13 @@ func chainedStdin(url, sandbox, extra string) string {
 		extra, url, mdENI1, sandbox)
 }
 
-// Chained mode: the whole lookup (token + 8 keys) is done while ADD still
+// Chained mode: the whole lookup (token + 5 GETs) is done while ADD still
 // waits for the link, which arrives only after IMDS has answered; ADD then
 // applies without asking IMDS again. Needs root; skips otherwise.
 func TestAddLooksUpWhileWaitingForTheLink(t *testing.T) {
 	nsh, nl := netnstest.New(t)
 	f := imdsfake.New(mdPrimary, imdsfake.ENI{MAC: mdENI1, DeviceNumber: 1, LocalIPv4s: []string{"10.0.1.25", "10.0.1.26"}, SubnetIPv4: "10.0.1.0/24"})
-	url, answered := startCounted(t, f, 9)
+	url, answered := startCounted(t, f, 6)
 	p := &Plugin{Metadata: NewIMDSMetadata(), StateDir: t.TempDir()}
 	args := &skel.CmdArgs{ContainerID: "c", IfName: "eth0", Netns: netnsPath(nsh), StdinData: []byte(chainedStdin(url, netnsPath(nsh), "5s"))}
 	done := make(chan error, 1)
@@ -91,8 +91,8 @@ func TestAddLooksUpWhileWaitingForTheLink(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if f.Count() != 9 || f.TokensIssued() != 1 {
-		t.Errorf("%d requests, %d tokens, want 9 and 1", f.Count(), f.TokensIssued())
+	if f.Count() != 6 || f.TokensIssued() != 1 {
+		t.Errorf("%d requests, %d tokens, want 6 and 1", f.Count(), f.TokensIssued())
 	}
 	rules, err := nl.RuleList(netlink.FAMILY_V4)
 	if err != nil {
@@ -165,8 +165,8 @@ func TestAddStandalonePrimesTokenAndKeepsBudget(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if f.Count() != 9 || f.TokensIssued() != 1 {
-		t.Errorf("%d requests, %d tokens, want 9 and 1: %v", f.Count(), f.TokensIssued(), f.Requests())
+	if f.Count() != 6 || f.TokensIssued() != 1 {
+		t.Errorf("%d requests, %d tokens, want 6 and 1: %v", f.Count(), f.TokensIssued(), f.Requests())
 	}
 }
 
