@@ -5,13 +5,16 @@ import (
 	"fmt"
 	"os"
 	"strings"
+
+	"github.com/ec2-policy-routes/ec2-policy-routes/internal/imdsfake"
 )
 
 // compare is a profiling aid (-compare a,b,... [-compare-verb ADD]): the
 // VERSION call, or ADD then DEL on fresh identical namespaces, of several
 // binaries interleaved in random order; prints p50/p90/p99, CPU and peak
 // RSS, e.g. to weigh what an import or a change costs at exec time. Every
-// binary gets ours' configuration (sbr ignores the keys it does not know).
+// binary gets ours' configuration (sbr ignores the keys it does not know);
+// ADD-IMDS is ADD with imds.enabled against the in-process fake.
 func (b *bench) compare(ctx context.Context, bins []string, verb string) error {
 	res := make([]outcomes, len(bins))
 	del := make([]outcomes, len(bins))
@@ -29,12 +32,21 @@ func (b *bench) compare(ctx context.Context, bins []string, verb string) error {
 		var runErr error
 		err := trial(fmt.Sprintf("compare round %d", i), func(sc *scope) {
 			f := make([]*fixture, len(bins))
+			conf := make([][]byte, len(bins))
+			var fake *servedFake
 			for k := range f {
 				f[k] = newFixture(sc, true, true)
+				conf[k] = f[k].conf(names[ours], b.oursConf(""))
+				if verb == "ADD-IMDS" {
+					fake = b.compareFake(sc, fake, f[k].eni.MAC.String())
+					c := b.oursConf("")
+					c["imds"] = map[string]any{"enabled": true, "endpoint": fake.URL}
+					conf[k] = f[k].conf(names[ours], c)
+				}
 			}
 			for _, v := range []string{"ADD", "DEL"} {
 				for _, k := range b.rng.Perm(len(bins)) {
-					s, err := run(ctx, cniEnv(v, f[k].ns.Path, ifName), f[k].conf(names[ours], b.oursConf("")), bins[k])
+					s, err := run(ctx, cniEnv(v, f[k].ns.Path, ifName), conf[k], bins[k])
 					if err != nil {
 						runErr = err
 						return
@@ -83,4 +95,22 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// servedFake is the in-process IMDS fake of a compare round and its URL.
+type servedFake struct {
+	*imdsfake.Fake
+	URL string
+}
+
+// compareFake adds mac (device 1, the fixture's address and subnet) to the
+// round's fake, starting it on first use.
+func (b *bench) compareFake(sc *scope, f *servedFake, mac string) *servedFake {
+	if f == nil {
+		fake := imdsFakeFor(mac)
+		return &servedFake{fake, imdsfake.Start(sc, fake)}
+	}
+	f.AddENI(imdsfake.ENI{MAC: mac, DeviceNumber: 1, InterfaceID: "eni-0123456789abcdef0",
+		LocalIPv4s: []string{strings.Split(eniAddr, "/")[0]}, SubnetIPv4: "10.1.2.0/24"})
+	return f
 }

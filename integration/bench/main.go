@@ -45,7 +45,7 @@ var (
 	flagSeed     = flag.Uint64("seed", 0, "random seed for call order (0: from the clock)")
 	flagOnly     = flag.String("only", "", "run only these phases (comma-separated: floor,adddel,arrival,timeout,idle,imds); prints only unless -out is given")
 	flagCompare  = flag.String("compare", "", "profiling aid: comma-separated binaries compared call by call (interleaved, -n each); no report")
-	flagCompVerb = flag.String("compare-verb", "VERSION", "with -compare: VERSION, or ADD (ADD then DEL on fresh namespaces)")
+	flagCompVerb = flag.String("compare-verb", "VERSION", "with -compare: VERSION, ADD (ADD then DEL on fresh namespaces), or ADD-IMDS (ADD with imds.enabled against the in-process fake)")
 	verbose      = flag.Bool("v", false, "verbose progress")
 )
 

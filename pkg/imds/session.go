@@ -86,13 +86,7 @@ func New(o Options) *Client {
 	}
 	hc := o.HTTPClient
 	if hc == nil {
-		hc = &http.Client{Transport: &http.Transport{
-			Proxy:                 nil, // IMDS is link-local: never through a proxy
-			DialContext:           (&net.Dialer{Timeout: dialTimeout}).DialContext,
-			ResponseHeaderTimeout: responseHeaderTimeout,
-			MaxIdleConnsPerHost:   8,
-			IdleConnTimeout:       10 * time.Second,
-		}}
+		hc = defaultHTTPClient(c.endpoint)
 	}
 	c.sdk = sdkimds.New(sdkimds.Options{
 		Endpoint:          c.endpoint,            // set, so AWS_EC2_METADATA_SERVICE_ENDPOINT is not read
@@ -110,6 +104,21 @@ func New(o Options) *Client {
 		}),
 	})
 	return c
+}
+
+// defaultHTTPClient: directClient for an http:// endpoint (every IMDS one),
+// net/http's client, never through a proxy, for anything else.
+func defaultHTTPClient(endpoint string) HTTPClient {
+	if d := newDirectClient(endpoint); d != nil {
+		return d
+	}
+	return &http.Client{Transport: &http.Transport{
+		Proxy:                 nil, // IMDS is link-local: never through a proxy
+		DialContext:           (&net.Dialer{Timeout: dialTimeout}).DialContext,
+		ResponseHeaderTimeout: responseHeaderTimeout,
+		MaxIdleConnsPerHost:   maxIdleConns,
+		IdleConnTimeout:       10 * time.Second,
+	}}
 }
 
 // Endpoint is the base URL requests go to.
