@@ -28,9 +28,8 @@ import (
 // a gate in the SDK's middleware stack, just ahead of its retries and token
 // provider, so that until the token is in only one request goes on (a
 // failed fetch is then not repeated by the others, which each would after
-// the provider's mutex) while the others have done their request building
-// meanwhile; and an HTTP client wrapper that counts requests and tells the
-// gate the moment the token arrived.
+// the provider's mutex), whoever sends them; and an HTTP client wrapper that
+// counts requests and tells the gate the moment the token arrived.
 const (
 	tokenPath      = "/latest/api/token" // the SDK's
 	tokenTTLHeader = "X-Aws-Ec2-Metadata-Token-Ttl-Seconds"
