@@ -290,20 +290,39 @@ func TestLinkNeverAppears(t *testing.T) {
 // TestLinkArrivesLate: the ENI reaches the namespace 200 ms after ADD
 // started; ADD must finish right after it comes up. Five rounds, judged by
 // the median, so one scheduling hiccup on a loaded CI machine does not decide.
+// Once the link is up ADD still has most of its work ahead (addresses,
+// lock, snapshot, apply, result, exit), which on a loaded runner alone
+// takes well over 10 ms: each round also times a whole ADD whose link is
+// there from the start, and the bound is the larger of 20 ms and that
+// ADD's median plus 5 ms. A wait that polled (ec2-net-utils sleeps 100 ms
+// between looks) would miss it by tens of milliseconds either way.
 func TestLinkArrivesLate(t *testing.T) {
 	const rounds = 5
 	lags := make([]time.Duration, 0, rounds)
+	whole := make([]time.Duration, 0, rounds)
 	for i := range rounds {
+		whole = append(whole, presentLinkADD(t))
 		lags = append(lags, lateArrivalLag(t, i))
 	}
 	slices.Sort(lags)
-	median := lags[rounds/2]
-	t.Logf("link up -> ADD exit: median %s, all %v", median, lags)
-	// ~1 ms measured on an idle machine (make bench reports p50/p99); the
-	// bound is the issue's "~10 ms" with room for a loaded 2-core runner.
-	if median > 20*time.Millisecond {
-		t.Fatalf("ADD finished a median %s after the link came up, want ~10ms", median)
+	slices.Sort(whole)
+	median, wholeMedian := lags[rounds/2], whole[rounds/2]
+	bound := max(20*time.Millisecond, wholeMedian+5*time.Millisecond)
+	t.Logf("link up -> ADD exit: median %s, all %v; ADD with the link present: median %s; bound %s", median, lags, wholeMedian, bound)
+	// ~1 ms measured on an idle machine (make bench reports p50/p99).
+	if median > bound {
+		t.Fatalf("ADD finished a median %s after the link came up, want <= %s (~10ms on an idle machine)", median, bound)
 	}
+}
+
+// presentLinkADD times, fork to exit, an ADD whose link is already up.
+func presentLinkADD(t *testing.T) time.Duration {
+	t.Helper()
+	ns := h.NewNetns(t)
+	h.NewENI(t).MoveInto(t, ns, "eth0", []string{"10.0.5.20/24"})
+	r := runDirect(t, "ADD", ns, "eth0", ecsConf(`"linkTimeout":"5s","gateway":{"ipv4":"10.0.5.1"}`))
+	r.MustSucceed(t, "ADD with the link present")
+	return r.Duration
 }
 
 func lateArrivalLag(t *testing.T, round int) time.Duration {
