@@ -247,7 +247,7 @@ func (b *bench) startAEMM(ctx context.Context) string {
 	// It logs before it listens: probe the port, bounded.
 	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
-			c.Close()
+			_ = c.Close()
 			return "http://" + addr
 		}
 	}

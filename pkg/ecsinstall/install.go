@@ -110,7 +110,7 @@ func (o *Options) settings() (*ecsfront.Settings, error) {
 	conf["cniVersion"], conf["name"], conf["type"] = "0.3.0", "ecs-front-settings", "vpc-eni"
 	b, _ = json.Marshal(conf)
 	if _, err := config.Parse(b); err != nil {
-		return nil, fmt.Errorf("front settings from %s: %v", from, err)
+		return nil, fmt.Errorf("front settings from %s: %w", from, err)
 	}
 	return s, nil
 }

@@ -80,7 +80,7 @@ func atomicWrite(path string, data []byte, mode os.FileMode, uid, gid int) error
 		return err
 	}
 	name := tmp.Name()
-	defer os.Remove(name) // after the rename: ENOENT, ignored
+	defer func() { _ = os.Remove(name) }() // after the rename: ENOENT, ignored
 	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
 		return err
@@ -117,7 +117,7 @@ func atomicSymlink(target, path string) error {
 		return err
 	}
 	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
+		_ = os.Remove(tmp) // best effort: the rename's error is the one to report
 		return err
 	}
 	return syncDir(filepath.Dir(path))

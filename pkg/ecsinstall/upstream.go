@@ -104,7 +104,7 @@ func LocateUpstream(up, procDir, hostRoot string) View {
 		}
 	}
 	direct := filepath.Join(hostRoot, up)
-	if isDir(direct) && !(up == ecsfront.DefaultUpstreamDir && onlyPackageCopy(direct)) {
+	if isDir(direct) && (up != ecsfront.DefaultUpstreamDir || !onlyPackageCopy(direct)) {
 		return View{Path: direct, How: "seen directly on this host at " + direct}
 	}
 	why := "no running ECS agent (no " + AgentExe + " process under " + procDir + ")"
@@ -178,7 +178,7 @@ func (v View) CheckPlugin(ctx context.Context, name string, timeout time.Duratio
 	fi, err := os.Lstat(p)
 	switch {
 	case err != nil:
-		return fmt.Errorf("%w: %s: %v", ErrNotPluginDir, p, err)
+		return fmt.Errorf("%w: %s: %w", ErrNotPluginDir, p, err)
 	case !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0:
 		return fmt.Errorf("%w: %s is not an executable file (mode %v)", ErrNotPluginDir, p, fi.Mode())
 	}
@@ -204,9 +204,9 @@ func ProbeCapabilities(ctx context.Context, path string, timeout time.Duration) 
 	}
 	if err != nil {
 		if msg := strings.TrimSpace(stderr.String()); msg != "" {
-			return fmt.Errorf("%s --capabilities: %v: %s", path, err, msg)
+			return fmt.Errorf("%s --capabilities: %w: %s", path, err, msg)
 		}
-		return fmt.Errorf("%s --capabilities: %v", path, err)
+		return fmt.Errorf("%s --capabilities: %w", path, err)
 	}
 	var caps struct {
 		Capabilities []string `json:"capabilities"`

@@ -112,11 +112,11 @@ func (d *directClient) roundTrip(ctx context.Context, dc *directConn, r *http.Re
 	_ = dc.c.SetDeadline(time.Now().Add(responseHeaderTimeout))
 	resp, body, err := exchange(dc, r)
 	if !stop() { // ctx ended during the exchange: its error, not the i/o one
-		dc.c.Close()
+		_ = dc.c.Close()
 		return nil, context.Cause(ctx)
 	}
 	if err != nil || len(body) > maxBody || resp.Close || r.Close {
-		dc.c.Close()
+		_ = dc.c.Close()
 	} else {
 		_ = dc.c.SetDeadline(time.Time{})
 		d.release(dc)
@@ -149,5 +149,5 @@ func (d *directClient) release(dc *directConn) {
 		d.idle = append(d.idle, dc)
 		return
 	}
-	dc.c.Close()
+	_ = dc.c.Close()
 }

@@ -121,10 +121,10 @@ func TestUnlistedMAC(t *testing.T) {
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("err %v, want %v", err, tc.want)
 			}
-			if tc.want == imds.ErrUnknownMAC && (f.Count() != 6 || el > 500*time.Millisecond) {
+			if errors.Is(tc.want, imds.ErrUnknownMAC) && (f.Count() != 6 || el > 500*time.Millisecond) {
 				t.Errorf("took %v and %d requests, want one round (token + 5)", el, f.Count())
 			}
-			if tc.want == imds.ErrNotListed && (el < tc.budget || el > tc.budget+100*time.Millisecond) {
+			if errors.Is(tc.want, imds.ErrNotListed) && (el < tc.budget || el > tc.budget+100*time.Millisecond) {
 				t.Errorf("ended after %v, want at the %v budget", el, tc.budget)
 			}
 		})

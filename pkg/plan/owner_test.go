@@ -29,7 +29,7 @@ func TestMarkNamesTheAttachment(t *testing.T) {
 		}
 		marks[m] = true
 	}
-	if taskA.Mark("eth0") != taskA.Mark("eth0") {
+	if first, again := taskA.Mark("eth0"), taskA.Mark("eth0"); first != again {
 		t.Error("mark is not stable")
 	}
 	long := Attachment{ContainerID: strings.Repeat("x", 4096), IfName: "eth0"}.Mark("eth0")
