@@ -321,11 +321,12 @@ type result struct {
 }
 
 // getAll fetches keys of one MAC concurrently, one round trip; the first
-// error cancels the rest. Until the session has its token the first request
-// goes alone and the rest start once the token is in: started with it they
-// would wait at the gate (see session.go) anyway, and building their
-// requests meanwhile kept both CPUs of a small host busy, so the token's
-// own answer was picked up late (measured: ADD with IMDS 5% slower).
+// error cancels the rest. The first key is asked on the calling goroutine
+// (a lookup is a short chain of these, so no goroutine start sits on it);
+// the rest start once the session has its token: started with it they
+// would only wait at the gate (see session.go), and building their requests
+// meanwhile kept both CPUs of a small host busy, so the token's own answer
+// was picked up late (measured: ADD with IMDS 5% slower).
 func (c *Client) getAll(ctx context.Context, mac net.HardwareAddr, keys []string) (map[string]result, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -335,33 +336,31 @@ func (c *Client) getAll(ctx context.Context, mac net.HardwareAddr, keys []string
 		err  error
 	}
 	ch := make(chan item, len(keys))
-	start := func(k string) {
-		go func() {
-			key := macKey(mac, k)
-			body, found, err := c.get(ctx, key)
-			ch <- item{k, result{key, body, found}, err}
-		}()
-	}
 	c.wave()
-	out := make(map[string]result, len(keys))
-	pending := len(keys)
-	start(keys[0])
-	if !c.tokenIn() && len(keys) > 1 {
+	started := make(chan int, 1) // how many of the rest were started
+	go func() {
 		select {
 		case <-c.tokenReady:
-		case it := <-ch: // answered, or failed, without a token arriving
-			pending--
-			if it.err != nil {
-				return nil, it.err
-			}
-			out[it.name] = it.r
+		case <-ctx.Done():
+			started <- 0
+			return
 		}
+		for _, k := range keys[1:] {
+			go func() {
+				key := macKey(mac, k)
+				body, found, err := c.get(ctx, key)
+				ch <- item{k, result{key, body, found}, err}
+			}()
+		}
+		started <- len(keys) - 1
+	}()
+	key := macKey(mac, keys[0])
+	body, found, first := c.get(ctx, key)
+	if first != nil {
+		cancel(first)
 	}
-	for _, k := range keys[1:] {
-		start(k)
-	}
-	var first error
-	for ; pending > 0; pending-- {
+	out := map[string]result{keys[0]: {key, body, found}}
+	for pending := <-started; pending > 0; pending-- {
 		it := <-ch
 		if it.err != nil && first == nil {
 			first = it.err
