@@ -18,18 +18,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	sdkimds "github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
-	"github.com/aws/smithy-go/middleware"
-	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
 
 // The IMDSv2 session goes through aws-sdk-go-v2's feature/ec2/imds client:
 // its token provider fetches the session token (under its own mutex) and
 // signs every GET with it. This file adds what a lookup needs around it:
-// a gate in the SDK's middleware stack, just ahead of its retries and token
-// provider, so that until the token is in only one request goes on (a
-// failed fetch is then not repeated by the others, which each would after
-// the provider's mutex), whoever sends them; and an HTTP client wrapper that
-// counts requests and tells the gate the moment the token arrived.
+// a gate so that until the token is in only one request goes (a failed
+// fetch is then not repeated by the others), and an HTTP client wrapper
+// that counts requests and tells the gate the moment the token arrived.
 const (
 	tokenPath      = "/latest/api/token" // the SDK's
 	tokenTTLHeader = "X-Aws-Ec2-Metadata-Token-Ttl-Seconds"
@@ -94,7 +90,6 @@ func New(o Options) *Client {
 		// Our backoff, not the SDK's up-to-1 s one: the budget is small.
 		DisableDefaultMaxBackoff: true,
 		HTTPClient:               transport{hc, c},
-		APIOptions:               []func(*middleware.Stack) error{c.addGate},
 		Retryer: retry.NewStandard(func(so *retry.StandardOptions) {
 			so.MaxAttempts = attempts
 			so.Retryables = []retry.IsErrorRetryable{retry.IsErrorRetryableFunc(retryable)}
@@ -157,48 +152,32 @@ func (c *Client) Ping(ctx context.Context) error {
 }
 
 // get fetches one key below /latest/meta-data/; found is false on 404.
+// Until the session has its token, requests go one at a time: the first
+// fetches it, and if that failed the rest fail with its error at once.
 func (c *Client) get(ctx context.Context, key string) (body string, found bool, err error) {
-	return c.getMetadata(ctx, key)
-}
-
-// gate is the Finalize middleware that holds a GET until the session has
-// its token: the first to arrive goes on and fetches it; if that failed,
-// the rest fail with its error at once, else they go on with the token.
-type gate struct{ c *Client }
-
-func (gate) ID() string { return "EC2PolicyRoutesTokenGate" }
-
-func (g gate) HandleFinalize(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
-	c := g.c
-	if r, ok := in.Request.(*smithyhttp.Request); c.tokenIn() || (ok && r.Method == http.MethodPut) {
-		return next.HandleFinalize(ctx, in) // the token fetch itself passes
+	if c.tokenIn() {
+		return c.getMetadata(ctx, key)
 	}
 	select {
 	case <-c.tokenReady:
-		return next.HandleFinalize(ctx, in)
+		return c.getMetadata(ctx, key)
 	case c.tokenTurn <- struct{}{}:
 		defer func() { <-c.tokenTurn }()
 	case <-ctx.Done():
-		return middleware.FinalizeOutput{}, middleware.Metadata{}, context.Cause(ctx)
+		return "", false, keyError(ctx, key, context.Cause(ctx))
 	}
 	switch {
 	case c.tokenIn():
-		return next.HandleFinalize(ctx, in)
+		return c.getMetadata(ctx, key)
 	case c.tokErr != nil:
-		return middleware.FinalizeOutput{}, middleware.Metadata{}, c.tokErr
+		return "", false, keyError(ctx, key, c.tokErr)
 	}
 	c.wave() // the token fetch ahead of this request
-	out, md, err := next.HandleFinalize(ctx, in)
+	body, found, err = c.getMetadata(ctx, key)
 	if err != nil && !c.tokenIn() && ctx.Err() == nil && !errors.Is(err, errTokenOnly) {
-		c.tokErr = err // a caller's ended context is not the session's failure
+		c.tokErr = errors.Unwrap(err) // a caller's ended context is not the session's failure
 	}
-	return out, md, err
-}
-
-// addGate puts the gate ahead of the SDK's retries (and so of its token
-// provider, which comes after them).
-func (c *Client) addGate(stack *middleware.Stack) error {
-	return stack.Finalize.Insert(gate{c}, (*retry.Attempt)(nil).ID(), middleware.Before)
+	return body, found, err
 }
 
 // getMetadata is one GetMetadata call (the SDK retries it).
