@@ -36,13 +36,12 @@ func (b *bench) compare(ctx context.Context, bins []string, verb string) error {
 			var fake *servedFake
 			for k := range f {
 				f[k] = newFixture(sc, true, true)
-				conf[k] = f[k].conf(names[ours], b.oursConf(""))
+				c := b.oursConf("")
 				if verb == "ADD-IMDS" {
-					fake = b.compareFake(sc, fake, f[k].eni.MAC.String())
-					c := b.oursConf("")
+					fake = compareFake(sc, fake, f[k].eni.MAC.String())
 					c["imds"] = map[string]any{"enabled": true, "endpoint": fake.URL}
-					conf[k] = f[k].conf(names[ours], c)
 				}
+				conf[k] = f[k].conf(names[ours], c)
 			}
 			for _, v := range []string{"ADD", "DEL"} {
 				for _, k := range b.rng.Perm(len(bins)) {
@@ -105,12 +104,11 @@ type servedFake struct {
 
 // compareFake adds mac (device 1, the fixture's address and subnet) to the
 // round's fake, starting it on first use.
-func (b *bench) compareFake(sc *scope, f *servedFake, mac string) *servedFake {
+func compareFake(sc *scope, f *servedFake, mac string) *servedFake {
 	if f == nil {
 		fake := imdsFakeFor(mac)
 		return &servedFake{fake, imdsfake.Start(sc, fake)}
 	}
-	f.AddENI(imdsfake.ENI{MAC: mac, DeviceNumber: 1, InterfaceID: "eni-0123456789abcdef0",
-		LocalIPv4s: []string{strings.Split(eniAddr, "/")[0]}, SubnetIPv4: "10.1.2.0/24"})
+	f.AddENI(imdsFixtureENI(mac))
 	return f
 }

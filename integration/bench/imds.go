@@ -88,14 +88,19 @@ func countText(v []int) string {
 
 // imdsFixtureENI is what both IMDS implementations serve for the ENI:
 // device 1 on a single-card instance, one IPv4, its subnet.
-func imdsFakeFor(mac string) *imdsfake.Fake {
-	return imdsfake.New("02:00:00:00:00:01", imdsfake.ENI{
+func imdsFixtureENI(mac string) imdsfake.ENI {
+	return imdsfake.ENI{
 		MAC:          mac,
 		DeviceNumber: 1,
 		InterfaceID:  "eni-0123456789abcdef0",
 		LocalIPv4s:   []string{strings.Split(eniAddr, "/")[0]},
 		SubnetIPv4:   "10.1.2.0/24",
-	})
+	}
+}
+
+// imdsFakeFor is a fake serving the fixture ENI under mac.
+func imdsFakeFor(mac string) *imdsfake.Fake {
+	return imdsfake.New("02:00:00:00:00:01", imdsFixtureENI(mac))
 }
 
 func (b *bench) imds(ctx context.Context) error {
