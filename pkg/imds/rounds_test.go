@@ -62,13 +62,10 @@ func TestNoListingAsksEveryOptionalKey(t *testing.T) {
 	if !eni.CardKnown || eni.NetworkCard != 1 || len(eni.IPv4Prefixes) != 1 || len(eni.IPv6s) != 1 || len(eni.SubnetIPv6) != 1 {
 		t.Errorf("facts without a listing: %+v", eni)
 	}
-	if f.Count() != 1+5+len(imdsOptionalKeys) {
-		t.Errorf("%d requests, want token + 5 + %d: %v", f.Count(), len(imdsOptionalKeys), paths(f))
+	if f.Count() != 1+5+len(imds.OptionalKeys) {
+		t.Errorf("%d requests, want token + 5 + %d: %v", f.Count(), len(imds.OptionalKeys), paths(f))
 	}
 }
-
-// imdsOptionalKeys mirrors imds.optionalKeys (the package's own tests see it).
-var imdsOptionalKeys = []string{imds.KeyNetworkCard, imds.KeyIPv6s, imds.KeyIPv4Prefix, imds.KeyIPv6Prefix, imds.KeySubnetIPv6CIDRs}
 
 func always(v bool) imds.AwaitListing { return func(context.Context) bool { return v } }
 
