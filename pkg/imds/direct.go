@@ -104,9 +104,11 @@ func (d *directClient) conn(ctx context.Context) (dc *directConn, reused bool, e
 // expired is a deadline in the past: it fails a blocked read or write now.
 var expired = time.Unix(1, 0)
 
-// roundTrip writes r on dc and reads its answer whole. The connection goes
-// back to the pool only when the exchange completed cleanly and the server
-// keeps it alive; otherwise it is closed.
+// roundTrip writes r on dc and reads its answer whole, the exchange bounded
+// by responseHeaderTimeout (net/http's bounds the headers only; IMDS answers
+// are a few hundred bytes) and by ctx. The connection goes back to the pool
+// only when the exchange completed cleanly and the server keeps it alive;
+// otherwise it is closed.
 func (d *directClient) roundTrip(ctx context.Context, dc *directConn, r *http.Request) (*http.Response, error) {
 	stop := context.AfterFunc(ctx, func() { _ = dc.c.SetDeadline(expired) })
 	_ = dc.c.SetDeadline(time.Now().Add(responseHeaderTimeout))
