@@ -315,12 +315,15 @@ func TestLinkArrivesLate(t *testing.T) {
 	}
 }
 
+// lateLinkConf is the configuration of both ADDs of TestLinkArrivesLate.
+const lateLinkConf = `"linkTimeout":"5s","gateway":{"ipv4":"10.0.5.1"}`
+
 // presentLinkADD times, fork to exit, an ADD whose link is already up.
 func presentLinkADD(t *testing.T) time.Duration {
 	t.Helper()
 	ns := h.NewNetns(t)
 	h.NewENI(t).MoveInto(t, ns, "eth0", []string{"10.0.5.20/24"})
-	r := runDirect(t, "ADD", ns, "eth0", ecsConf(`"linkTimeout":"5s","gateway":{"ipv4":"10.0.5.1"}`))
+	r := runDirect(t, "ADD", ns, "eth0", ecsConf(lateLinkConf))
 	r.MustSucceed(t, "ADD with the link present")
 	return r.Duration
 }
@@ -334,7 +337,7 @@ func lateArrivalLag(t *testing.T, round int) time.Duration {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, h.Binary(t))
 	cmd.Env = []string{"CNI_COMMAND=ADD", "CNI_CONTAINERID=late", "CNI_NETNS=" + ns.Path, "CNI_IFNAME=" + eni.Name, "CNI_PATH=/x"}
-	cmd.Stdin = strings.NewReader(string(ecsConf(`"linkTimeout":"5s","gateway":{"ipv4":"10.0.5.1"}`)))
+	cmd.Stdin = strings.NewReader(string(ecsConf(lateLinkConf)))
 	var out strings.Builder
 	cmd.Stdout = &out
 	if err := cmd.Start(); err != nil {
