@@ -1,0 +1,4 @@
+package imds
+
+// OptionalKeys exposes optionalKeys to the external tests.
+var OptionalKeys = optionalKeys
