@@ -194,7 +194,7 @@ func readNamespace(path string, ns *Namespace) error {
 		ns.Tables = append(ns.Tables, t)
 	}
 	sort.Ints(ns.Tables)
-	for t := range st.OrphanTables() {
+	for t := range st.Observed().Orphans {
 		ns.OrphanTables = append(ns.OrphanTables, t)
 	}
 	sort.Ints(ns.OrphanTables)

@@ -77,7 +77,7 @@ type State struct {
 // Observed is the state as the input of package plan's decisions.
 func (st *State) Observed() plan.Observed {
 	return plan.Observed{
-		OursByLink: st.OurTableByLink, Used: st.UsedTables, Foreign: st.Foreign, Orphans: st.OrphanTables(),
+		OursByLink: st.OurTableByLink, Used: st.UsedTables, Foreign: st.Foreign, Orphans: plan.OrphanTables(st.OurRules, st.OurRoutes, st.OurTableByLink),
 		MainRejects: st.MainRejects, Main: st.MainRoutes, Rules: st.OurRules, Routes: st.OurRoutes,
 	}
 }
@@ -163,45 +163,6 @@ func ruleSrc(r netlink.Rule) string {
 		return "all"
 	}
 	return r.Src.String()
-}
-
-// InTables filters objects down to those in the given tables.
-func (st *State) InTables(tables map[int]bool) ([]plan.Rule, []plan.Route) {
-	var rules []plan.Rule
-	var routes []plan.Route
-	for _, r := range st.OurRules {
-		if tables[r.Table] {
-			rules = append(rules, r)
-		}
-	}
-	for _, r := range st.OurRoutes {
-		if tables[r.Table] {
-			routes = append(routes, r)
-		}
-	}
-	return rules, routes
-}
-
-// OrphanTables returns our tables that no longer hold a route through any
-// link: their interface left the namespace (the kernel flushed its routes),
-// so whatever is left of ours there is garbage any DEL may reap.
-func (st *State) OrphanTables() map[int]bool {
-	linked := map[int]bool{}
-	for _, t := range st.OurTableByLink {
-		linked[t] = true
-	}
-	out := map[int]bool{}
-	for _, r := range st.OurRules {
-		if !linked[r.Table] {
-			out[r.Table] = true
-		}
-	}
-	for _, r := range st.OurRoutes {
-		if !linked[r.Table] {
-			out[r.Table] = true
-		}
-	}
-	return out
 }
 
 func ruleFromNetlink(r netlink.Rule) (plan.Rule, bool) {

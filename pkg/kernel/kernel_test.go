@@ -97,15 +97,3 @@ func TestApplyReadBackUndo(t *testing.T) {
 		t.Fatal("foreign rule was removed")
 	}
 }
-
-func TestOrphanTables(t *testing.T) {
-	st := &State{
-		OurRules:       []plan.Rule{{Table: 10000}, {Table: 10001}},
-		OurRoutes:      []plan.Route{{Table: 10000, LinkIndex: 4}, {Table: 10001, Type: plan.Blackhole}},
-		OurTableByLink: map[int]int{4: 10000},
-	}
-	got := st.OrphanTables()
-	if len(got) != 1 || !got[10001] {
-		t.Fatalf("orphans = %v, want only 10001", got)
-	}
-}

@@ -26,6 +26,46 @@ type Observed struct {
 	Routes      []Route         // ours (plan.Protocol), every table
 }
 
+// InTables filters our rules and routes down to those in the given tables.
+func (o Observed) InTables(tables map[int]bool) ([]Rule, []Route) {
+	var rules []Rule
+	var routes []Route
+	for _, r := range o.Rules {
+		if tables[r.Table] {
+			rules = append(rules, r)
+		}
+	}
+	for _, r := range o.Routes {
+		if tables[r.Table] {
+			routes = append(routes, r)
+		}
+	}
+	return rules, routes
+}
+
+// OrphanTables returns our tables (of rules and routes) that no longer hold
+// a route through any link (byLink: link index -> our table): their
+// interface left the namespace (the kernel flushed its routes), so whatever
+// is left of ours there is garbage any DEL may reap.
+func OrphanTables(rules []Rule, routes []Route, byLink map[int]int) map[int]bool {
+	linked := map[int]bool{}
+	for _, t := range byLink {
+		linked[t] = true
+	}
+	out := map[int]bool{}
+	for _, r := range rules {
+		if !linked[r.Table] {
+			out[r.Table] = true
+		}
+	}
+	for _, r := range routes {
+		if !linked[r.Table] {
+			out[r.Table] = true
+		}
+	}
+	return out
+}
+
 // Settings are the configuration values the table decisions depend on.
 type Settings struct {
 	TableBase int

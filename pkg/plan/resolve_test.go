@@ -200,3 +200,24 @@ func TestResolveGolden(t *testing.T) {
 		t.Fatalf("plan:\n got %q\nwant %q", got, want)
 	}
 }
+
+func TestOrphanTables(t *testing.T) {
+	rules := []Rule{{Table: 10000}, {Table: 10001}}
+	routes := []Route{{Table: 10000, LinkIndex: 4}, {Table: 10001, Type: Blackhole}}
+	got := OrphanTables(rules, routes, map[int]int{4: 10000})
+	if len(got) != 1 || !got[10001] {
+		t.Fatalf("orphans = %v, want only 10001", got)
+	}
+}
+
+func TestObservedInTables(t *testing.T) {
+	o := Observed{
+		Rules:  []Rule{{Table: 10000}, {Table: 10001}, {Table: 10002}},
+		Routes: []Route{{Table: 10000, LinkIndex: 4}, {Table: 10002, LinkIndex: 5}, {Table: 10003}},
+	}
+	rules, routes := o.InTables(map[int]bool{10000: true, 10002: true})
+	if len(rules) != 2 || rules[0].Table != 10000 || rules[1].Table != 10002 ||
+		len(routes) != 2 || routes[0].Table != 10000 || routes[1].Table != 10002 {
+		t.Fatalf("in 10000 and 10002: rules %v, routes %v", rules, routes)
+	}
+}

@@ -44,7 +44,7 @@ func (p *Plugin) add(args *skel.CmdArgs) (*Outcome, error) {
 	if err != nil {
 		return nil, err
 	}
-	res, err := plan.Resolve(f.cfg.Settings(), f.candidates(), st.Observed())
+	res, err := plan.Resolve(f.cfg.Settings(), f.candidates(), st)
 	if err != nil {
 		return nil, resolveError(err)
 	}
@@ -143,18 +143,18 @@ func lockNetns(ctx context.Context, t *target) (unlock func(), err error) {
 }
 
 // observe takes the one snapshot of the namespace's routing a verb decides on.
-func observe(t *target) (*kernel.State, error) {
+func observe(t *target) (plan.Observed, error) {
 	st, err := t.h.ReadState()
 	if err != nil {
-		return nil, errCode(types.ErrIOFailure, err)
+		return plan.Observed{}, errCode(types.ErrIOFailure, err)
 	}
-	return st, nil
+	return st.Observed(), nil
 }
 
 // applyAdd converges the managed tables to the resolution, then adds the
 // links' altnames and ownership marks. A link that leaves meanwhile undoes
 // the routing.
-func (p *Plugin) applyAdd(f *addFacts, res plan.Resolution, st *kernel.State) (*Outcome, error) {
+func (p *Plugin) applyAdd(f *addFacts, res plan.Resolution, st plan.Observed) (*Outcome, error) {
 	haveRules, haveRoutes := st.InTables(res.Managed)
 	changes, err := f.t.h.Apply(plan.Compute(res.Plan, haveRules, haveRoutes))
 	if err != nil {

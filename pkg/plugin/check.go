@@ -32,7 +32,7 @@ func (p *Plugin) check(args *skel.CmdArgs, out *Outcome) error {
 	if err != nil {
 		return err
 	}
-	missing, err := plan.Verify(cfg.Settings(), f.checked, st.Observed())
+	missing, err := plan.Verify(cfg.Settings(), f.checked, st)
 	if err != nil {
 		return types.NewError(types.ErrInvalidNetworkConfig, err.Error(), "")
 	}

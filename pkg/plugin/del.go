@@ -9,7 +9,6 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/config"
-	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/kernel"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/plan"
 )
 
@@ -48,11 +47,11 @@ func (p *Plugin) del(args *skel.CmdArgs, out *Outcome) error {
 		return errCode(types.ErrIOFailure, err)
 	}
 	owned := plan.OwnLinks(att, claims(cfg, args), links)
-	rel := plan.Released(att, owned, links, st.OurTableByLink, st.OrphanTables())
+	rel := plan.Released(att, owned, links, st.OursByLink, st.Orphans)
 	if err := applyRelease(t, st, rel, out); err != nil {
 		return err
 	}
-	noteOwnership(owned, st.OurTableByLink, out)
+	noteOwnership(owned, st.OursByLink, out)
 	p.releaseAltNames(args, t, out)
 	return nil
 }
@@ -83,7 +82,7 @@ func (p *Plugin) openForDel(args *skel.CmdArgs, out *Outcome) (*target, error) {
 // applyRelease removes our rules and routes in the released tables (the
 // attachment's own links, by MAC or ownership mark whatever their name
 // now, and orphans), then clears the links' marks.
-func applyRelease(t *target, st *kernel.State, rel plan.Release, out *Outcome) error {
+func applyRelease(t *target, st plan.Observed, rel plan.Release, out *Outcome) error {
 	rules, routes := st.InTables(rel.Tables)
 	changes, err := t.h.Apply(plan.Diff{DelRules: rules, DelRoutes: routes})
 	if err != nil {
