@@ -53,3 +53,74 @@ func TestLinksAndAliasMark(t *testing.T) {
 		t.Errorf("SetAlias on a gone link: %v", err)
 	}
 }
+
+// AddAltName and DelAltName trust the link as the caller last read it and
+// send no dump; a stale read still ends in the right answer: EEXIST tells
+// "added meanwhile" from "another link's", and a name or link gone
+// meanwhile is not an error.
+func TestAltNamesFromSnapshot(t *testing.T) {
+	h, nl := testHandle(t)
+	for _, name := range []string{"a0", "b0"} {
+		la := netlink.NewLinkAttrs()
+		la.Name = name
+		if err := nl.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: name + "p"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := func(name string) plan.Link {
+		t.Helper()
+		l, err := nl.LinkByName(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pl, err := h.LinkByIndex(l.Attrs().Index)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pl
+	}
+	stale := read("a0") // no altnames yet
+	if err := nl.LinkAddAltName(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: read("b0").Index}}, "eni-other"); err != nil {
+		t.Fatal(err)
+	}
+	add := []struct {
+		name string
+		link plan.Link
+		want AltNameResult
+	}{
+		{"device-number-1", stale, AltNameAdded},
+		{"device-number-1", stale, AltNamePresent}, // added by the row above: EEXIST, then read afresh
+		{"device-number-1", read("a0"), AltNamePresent},
+		{"eni-other", stale, AltNameTaken},
+	}
+	for _, tc := range add {
+		if got, err := h.AddAltName(tc.link, tc.name); err != nil || got != tc.want {
+			t.Errorf("AddAltName(%v, %s) = %v, %v; want %v", tc.link.AltNames, tc.name, got, err, tc.want)
+		}
+	}
+	if !read("a0").HasAltName("device-number-1") {
+		t.Fatalf("a0 altnames: %v", read("a0").AltNames)
+	}
+	gone := plan.Link{Index: 99999, Name: "gone", AltNames: []string{"x"}}
+	if _, err := h.AddAltName(gone, "y"); err == nil {
+		t.Error("AddAltName on a missing link: no error")
+	}
+	del := []struct {
+		name string
+		link plan.Link
+		want bool
+	}{
+		{"eni-other", stale, false}, // not listed on a0: another link's name is never touched
+		{"device-number-1", read("a0"), true},
+		{"device-number-1", read("a0"), false}, // already gone: not asked
+		{"x", gone, false},                     // the link left
+	}
+	for _, tc := range del {
+		if got, err := h.DelAltName(tc.link, tc.name); err != nil || got != tc.want {
+			t.Errorf("DelAltName(%v, %s) = %v, %v; want %v", tc.link.AltNames, tc.name, got, err, tc.want)
+		}
+	}
+	if !read("b0").HasAltName("eni-other") {
+		t.Error("b0 lost its altname")
+	}
+}

@@ -74,7 +74,9 @@ func (p *Plugin) applyAltNames(cfg *config.Config, args *skel.CmdArgs, t *target
 		// Without the record DEL could not tell these names are ours: take
 		// back what this call added rather than leave them unowned.
 		for _, a := range fresh {
-			_, _ = t.h.DelAltName(a.index, a.name)
+			if l, err := t.h.LinkByIndex(a.index); err == nil {
+				_, _ = t.h.DelAltName(l, a.name)
+			}
 		}
 		out.Added = slices.DeleteFunc(out.Added, func(s string) bool { return strings.HasPrefix(s, "+altname ") })
 		addNote(out, "altnames not added: cannot record ownership: %v", err)
@@ -116,7 +118,7 @@ type addedAltName struct {
 // are ours (added now, or by an earlier ADD: owned) and those added now.
 func addAltNames(t *target, ifname string, link plan.Link, names []string, owned map[string]bool, out *Outcome) (mine []string, fresh []addedAltName) {
 	for _, name := range names {
-		res, err := t.h.AddAltName(link.Index, name)
+		res, err := t.h.AddAltName(link, name)
 		switch {
 		case err != nil:
 			addNote(out, "altname %s on %s: %v", name, ifname, err)
@@ -168,7 +170,7 @@ func (p *Plugin) releaseAltNames(args *skel.CmdArgs, t *target, out *Outcome) {
 				continue // the link left (or the index is another link's now)
 			}
 			for _, n := range l.AltNames {
-				removed, err := t.h.DelAltName(l.Index, n)
+				removed, err := t.h.DelAltName(link, n)
 				if err != nil {
 					keep = true
 					addNote(out, "altname %s on %s: %v", n, link.Name, err)
