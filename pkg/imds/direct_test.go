@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -180,5 +181,28 @@ func TestDirectClientOnlyForPlainHTTP(t *testing.T) {
 	}
 	if _, ok := defaultHTTPClient("https://example.invalid").(*http.Client); !ok {
 		t.Error("https endpoint does not get net/http's client")
+	}
+}
+
+// A connection lives for one invocation: no keep-alive probes are armed.
+func TestDirectClientDialsWithoutKeepAliveProbes(t *testing.T) {
+	url, _ := countingServer(t, func(w http.ResponseWriter, r *http.Request) {})
+	d := newDirectClient(url)
+	dc, _, err := d.conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dc.c.Close()
+	raw, err := dc.c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var on int
+	var serr error
+	if err := raw.Control(func(fd uintptr) { on, serr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_KEEPALIVE) }); err != nil || serr != nil {
+		t.Fatal(err, serr)
+	}
+	if on != 0 {
+		t.Errorf("SO_KEEPALIVE = %d, want 0", on)
 	}
 }
