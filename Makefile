@@ -90,6 +90,7 @@ clean:
 bench: build tools
 	$(GO) build -trimpath -ldflags "-s -w" -o bin/bench-empty ./integration/bench/empty
 	$(GO) build -trimpath -ldflags "-s -w" -o bin/bench-spawn ./integration/bench/spawn
+	$(GO) build -trimpath -ldflags "-s -w" -o bin/bench-imdsfloor ./integration/bench/imdsfloor
 	$(GO) build -o bin/bench ./integration/bench
 	$(if $(filter 0,$(shell id -u)),,sudo) ./bin/bench -bin $(BIN) -sbr $(TOOLS)/sbr -aemm $(TOOLS)/ec2-metadata-mock -empty bin/bench-empty -spawn bin/bench-spawn $(BENCHFLAGS)
 

@@ -39,6 +39,27 @@ type imdsResult struct {
 	// ours' own measure (log duration_ms) of successful ADDs, IMDS on
 	// (fake) and off: the verb without exec, runtime start and exit.
 	verbOn, verbOff series
+	// The floor: integration/bench/imdsfloor against the fake and AEMM,
+	// and the empty binary, interleaved with the rest.
+	floor, floorAEMM, empty outcomes
+	floorNote               string
+}
+
+// floorExtra is what the minimal client's call costs above the empty
+// binary's, p50; ok is false when either was not measured.
+func (r *imdsResult) floorExtra(floor outcomes) (time.Duration, bool) {
+	if len(floor.ok) == 0 || len(r.empty.ok) == 0 {
+		return 0, false
+	}
+	return floor.ok.pct(50) - r.empty.ok.pct(50), true
+}
+
+// oursExtra is what IMDS adds to our ADD, p50 with minus p50 without.
+func (r *imdsResult) oursExtra(on outcomes) (time.Duration, bool) {
+	if len(on.ok) == 0 || len(r.off.ok) == 0 {
+		return 0, false
+	}
+	return on.ok.pct(50) - r.off.ok.pct(50), true
 }
 
 // imdsCounts are the log line's imds_requests / imds_round_trips per ADD.
@@ -106,11 +127,12 @@ func imdsFakeFor(mac string) *imdsfake.Fake {
 func (b *bench) imds(ctx context.Context) error {
 	r := &b.res.imds
 	aemmURL := b.startAEMM(ctx)
+	floor := b.floorBinary()
 	var tol tolerate
 	for i := 0; i < *flagIMDSN && ctx.Err() == nil; i++ {
 		var runErr error
 		err := trial(fmt.Sprintf("imds round %d", i), func(sc *scope) {
-			runErr = b.imdsRound(ctx, sc, aemmURL)
+			runErr = b.imdsRound(ctx, sc, aemmURL, floor)
 		})
 		if runErr != nil {
 			return runErr
@@ -132,9 +154,55 @@ func (b *bench) imds(ctx context.Context) error {
 	return ctx.Err()
 }
 
+// floorText compares, per server, what IMDS adds to our ADD with what the
+// minimal client pays, and with what the ratio target allows:
+// "ours +2.2 ms, minimal client +2.7 ms, target allows +1.3 ms".
+func (r *imdsResult) floorText() string {
+	if r.floorNote != "" {
+		return r.floorNote
+	}
+	allows := "–"
+	if len(r.off.ok) > 0 {
+		allows = "+" + ms(time.Duration(float64(r.off.ok.pct(50))*(imdsRatioTarget-1))) + " ms"
+	}
+	cell := func(on, floor outcomes) string {
+		if floor.calls() > 0 && len(floor.ok) == 0 {
+			return "minimal client failed: " + floor.failText()
+		}
+		o, f := "–", "–"
+		if d, ok := r.oursExtra(on); ok {
+			o = "+" + ms(d) + " ms"
+		}
+		if d, ok := r.floorExtra(floor); ok {
+			f = "+" + ms(d) + " ms"
+		}
+		return fmt.Sprintf("ours %s, minimal client %s", o, f)
+	}
+	out := cell(r.on, r.floor)
+	if r.floorAEMM.calls() > 0 {
+		out += "; " + cell(r.aemm, r.floorAEMM)
+	}
+	return out + "; the target allows " + allows
+}
+
+// floorBinary is the imdsfloor binary, or "" (with the reason noted) when
+// it is not built.
+func (b *bench) floorBinary() string {
+	bin := *flagFloor
+	if !filepath.IsAbs(bin) {
+		bin = filepath.Join(h.RepoRoot(), bin)
+	}
+	if _, err := os.Stat(bin); err != nil {
+		b.res.imds.floorNote = fmt.Sprintf("not measured: %v (make bench builds it)", err)
+		return ""
+	}
+	return bin
+}
+
 // imdsRound runs, in random order on fresh namespaces: ours with IMDS
-// (fake), ours without, sbr, and ours with IMDS (AEMM) when it runs.
-func (b *bench) imdsRound(ctx context.Context, sc *scope, aemmURL string) error {
+// (fake), ours without, sbr, ours with IMDS (AEMM) when it runs, and the
+// floor: the minimal client against each server and the empty binary.
+func (b *bench) imdsRound(ctx context.Context, sc *scope, aemmURL, floor string) error {
 	r := &b.res.imds
 	f := make([]*fixture, 3, 4)
 	for k := range f {
@@ -158,7 +226,17 @@ func (b *bench) imdsRound(ctx context.Context, sc *scope, aemmURL string) error 
 		bins = append(bins, b.bin[ours])
 	}
 	b.loggedLine() // skip what earlier phases logged
-	for _, k := range b.rng.Perm(len(f)) {
+	calls := len(f)
+	if floor != "" {
+		calls += 3 // floor against the fake, against AEMM, empty binary
+	}
+	for _, k := range b.rng.Perm(calls) {
+		if k >= len(f) {
+			if err := b.floorCall(ctx, k-len(f), floor, url, f[0].eni.MAC.String(), aemmURL); err != nil {
+				return err
+			}
+			continue
+		}
 		if k == 0 {
 			fake.ResetLog()
 		}
@@ -260,6 +338,26 @@ func (b *bench) startAEMM(ctx context.Context) string {
 	return ""
 }
 
+// floorCall is call i of a round's floor: 0 the minimal client against
+// the fake, 1 against AEMM (when it runs), 2 the empty binary.
+func (b *bench) floorCall(ctx context.Context, i int, floor, fakeURL, fakeMAC, aemmURL string) error {
+	r := &b.res.imds
+	var s sample
+	var err error
+	switch {
+	case i == 0:
+		s, err = run(ctx, nil, nil, floor, fakeURL, fakeMAC)
+		r.floor.add(s)
+	case i == 1 && aemmURL != "":
+		s, err = run(ctx, nil, nil, floor, aemmURL, aemmMAC)
+		r.floorAEMM.add(s)
+	case i == 2:
+		s, err = run(ctx, nil, nil, b.empty)
+		r.empty.add(s)
+	}
+	return err
+}
+
 func (b *bench) renderIMDS(w *strings.Builder) {
 	r := &b.res.imds
 	p := func(format string, a ...any) { fmt.Fprintf(w, format, a...) }
@@ -279,7 +377,19 @@ func (b *bench) renderIMDS(w *strings.Builder) {
 		p("| ec2-policy-routes ADD, IMDS on (ec2-metadata-mock) | %s | %s | %s (plugin's count) | – | %s | %s | %s |\n", r.aemm.ok.triple(), r.aemm.failText(), countText(r.aemmLog.requests), countText(r.aemmLog.rounds), ratioCell(r.aemm, r.off), ms(r.aemm.cpu.pct(50)))
 	}
 	p("| ec2-policy-routes ADD, IMDS off | %s | %s | 0 | 0 | 0 | 1 | %s |\n", r.off.ok.triple(), r.off.failText(), ms(r.off.cpu.pct(50)))
-	p("| sbr ADD | %s | %s | – | – | – | %s | %s |\n\n", r.sbr.ok.triple(), r.sbr.failText(), ratioCell(r.sbr, r.off), ms(r.sbr.cpu.pct(50)))
+	p("| sbr ADD | %s | %s | – | – | – | %s | %s |\n", r.sbr.ok.triple(), r.sbr.failText(), ratioCell(r.sbr, r.off), ms(r.sbr.cpu.pct(50)))
+	if r.floor.calls() > 0 {
+		p("| floor: imdsfloor (pkg/imdsfake) | %s | %s | 6 | 1 | 6 | – | %s |\n", r.floor.ok.triple(), r.floor.failText(), ms(r.floor.cpu.pct(50)))
+		if r.floorAEMM.calls() > 0 {
+			p("| floor: imdsfloor (ec2-metadata-mock) | %s | %s | 6 | 1 | 6 | – | %s |\n", r.floorAEMM.ok.triple(), r.floorAEMM.failText(), ms(r.floorAEMM.cpu.pct(50)))
+		}
+		p("| floor: empty binary | %s | %s | 0 | 0 | 0 | – | %s |\n", r.empty.ok.triple(), r.empty.failText(), ms(r.empty.cpu.pct(50)))
+	}
+	p("\n")
+	p("The floor: `integration/bench/imdsfloor`, built with the plugin's flags, is the least a lookup can do in a fresh process — the token, then the same five keys one after another on one kept-alive connection, as hand-written HTTP/1.1 (no SDK, no net/http, no goroutines). ")
+	p("Its p50 above the empty binary's is what asking IMDS at all costs a fresh process on this machine against that server (exec, runtime start and exit cancel out), to set beside what IMDS adds to our ADD (p50 with minus p50 without) and what the %.2f× target allows (%.2f × the IMDS-off ADD p50): %s (local fake; ec2-metadata-mock). ", imdsRatioTarget, imdsRatioTarget-1, r.floorText())
+	p("Ours overlaps its lookup with its own namespace work, so it can add less than the minimal client's exchanges cost; where they cost more than the target allows, meeting it takes hiding more than the difference behind the rest of the ADD. ")
+	p("Ours also adds the two altnames IMDS names, which the IMDS-off ADD does not.\n\n")
 	if len(r.verbOn) > 0 && len(r.verbOff) > 0 {
 		p("Ours' own measure of the verb (log `duration_ms`, from config parse to the log line) p50: IMDS on %s ms, off %s ms; the rest of each call is exec, runtime start and exit, the same for both.\n\n", ms(r.verbOn.pct(50)), ms(r.verbOff.pct(50)))
 	}

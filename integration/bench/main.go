@@ -31,6 +31,7 @@ var (
 	flagSbr      = flag.String("sbr", ".tools/bin/sbr", "upstream sbr binary (`make tools`)")
 	flagAEMM     = flag.String("aemm", ".tools/bin/ec2-metadata-mock", "AWS ec2-metadata-mock binary (`make tools`); the IMDS phase also runs against it when present")
 	flagEmpty    = flag.String("empty", "bin/bench-empty", "empty Go binary: the exec floor")
+	flagFloor    = flag.String("imdsfloor", "bin/bench-imdsfloor", "minimal IMDSv2 client (integration/bench/imdsfloor): the IMDS phase's floor; skipped when missing")
 	flagSpawn    = flag.String("spawn", "bin/bench-spawn", "spawn helper (integration/bench/spawn) that times each call and reports its rusage")
 	flagStrace   = flag.String("strace", "strace", "strace binary for the idle-cost cross-check (skipped when missing)")
 	flagN        = flag.Int("n", 200, "ADD and DEL calls per plugin (and floor calls per kind)")

@@ -165,6 +165,8 @@ func (b *bench) render() string {
 	aemmOff, okAEMM := onOffRatio(r.imds.aemm, r.imds.off)
 	row("ADD p50 IMDS on / IMDS off, same run: local fake; ec2-metadata-mock", imdsRatioCells(onOff, okFake, aemmOff, okAEMM, r.imds.aemmNote),
 		"", "", fmt.Sprintf("≤ %.2f× (fake)", imdsRatioTarget), passFail(okFake && onOff <= imdsRatioTarget))
+	row("What IMDS adds to an ADD (p50 on − off) vs what a minimal IMDSv2 client (token + the same 5 GETs, no SDK; integration/bench/imdsfloor) costs a fresh process (p50 above the empty binary): local fake; ec2-metadata-mock",
+		r.imds.floorText(), "", "", "", "")
 	p("\n")
 
 	b.renderBreakdown(&w)
