@@ -212,19 +212,9 @@ func (fr *front) run(ctx context.Context, path upstreamBin, verb string, args []
 
 // fail prints a CNI error as skel does (JSON on stdout, exit 1).
 func (fr *front) fail(err error) int {
-	te := asCNIError(err)
+	te := plugin.CNIError(types.ErrIOFailure, err)
 	fr.rec.err = te
 	b, _ := json.MarshalIndent(te, "", "    ")
 	_, _ = fr.stdout.Write(append(b, '\n'))
 	return 1
-}
-
-// asCNIError keeps a *types.Error, else wraps err as an I/O failure (never
-// skel's 999).
-func asCNIError(err error) *types.Error {
-	var te *types.Error
-	if errors.As(err, &te) {
-		return te
-	}
-	return types.NewError(types.ErrIOFailure, err.Error(), "")
 }

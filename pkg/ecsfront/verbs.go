@@ -78,7 +78,7 @@ func upstreamAddError(name string, limit time.Duration, r *upstreamRun) *types.E
 
 // withCleanup appends to err what the upstream DEL after a failed ADD did.
 func withCleanup(err error, del *upstreamRun) *types.Error {
-	te := *asCNIError(err)
+	te := *plugin.CNIError(types.ErrIOFailure, err)
 	if del.ok() {
 		te.Msg += "; the ENI plugin's DEL returned the ENI to the host"
 	} else {

@@ -146,7 +146,7 @@ func lockNetns(ctx context.Context, t *target) (unlock func(), err error) {
 func observe(t *target) (plan.Observed, error) {
 	st, err := t.h.ReadState()
 	if err != nil {
-		return plan.Observed{}, errCode(types.ErrIOFailure, err)
+		return plan.Observed{}, CNIError(types.ErrIOFailure, err)
 	}
 	return st.Observed(), nil
 }

@@ -76,7 +76,7 @@ func (p *Plugin) gatherCheck(cfg *config.Config, args *skel.CmdArgs) (*checkFact
 	f.lk = startLookups(p.ctx(), p.openMetadata(cfg), cfg, sel, "CHECK cannot verify the IMDS-derived rules, routes and altnames")
 	owned, _, err := ownedLinks(f.t, attachmentOf(args), claims(cfg, args))
 	if err != nil {
-		return f, errCode(types.ErrIOFailure, err)
+		return f, CNIError(types.ErrIOFailure, err)
 	}
 	links := make([]plan.Link, len(sel))
 	for i := range sel {

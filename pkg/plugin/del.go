@@ -44,7 +44,7 @@ func (p *Plugin) del(args *skel.CmdArgs, out *Outcome) error {
 	att := attachmentOf(args)
 	links, err := t.h.Links()
 	if err != nil {
-		return errCode(types.ErrIOFailure, err)
+		return CNIError(types.ErrIOFailure, err)
 	}
 	owned := plan.OwnLinks(att, claims(cfg, args), links)
 	rel := plan.Released(att, owned, links, st.OursByLink, st.Orphans)
@@ -86,7 +86,7 @@ func applyRelease(t *target, st plan.Observed, rel plan.Release, out *Outcome) e
 	rules, routes := st.InTables(rel.Tables)
 	changes, err := t.h.Apply(plan.Diff{DelRules: rules, DelRoutes: routes})
 	if err != nil {
-		return errCode(types.ErrIOFailure, fmt.Errorf("remove policy routing: %w", err))
+		return CNIError(types.ErrIOFailure, fmt.Errorf("remove policy routing: %w", err))
 	}
 	out.record(changes)
 	out.Tables = sortedKeys(rel.Tables)

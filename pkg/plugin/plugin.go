@@ -95,8 +95,9 @@ func (p *Plugin) ctx() context.Context {
 	return p.Ctx
 }
 
-// errCode wraps err in a *types.Error unless it already is one.
-func errCode(code uint, err error) error {
+// CNIError is err as a CNI error: err itself when it is one, else code
+// with err's message (never skel's catch-all 999). err must not be nil.
+func CNIError(code uint, err error) *types.Error {
 	var te *types.Error
 	if errors.As(err, &te) {
 		return te
@@ -282,11 +283,11 @@ func (p *Plugin) interfaceFacts(cfg *config.Config, t *target, s *selected, link
 		var err error
 		addrs, err = t.h.LinkAddrs(link)
 		if err != nil {
-			return ifc, nil, errCode(types.ErrIOFailure, err)
+			return ifc, nil, CNIError(types.ErrIOFailure, err)
 		}
 		gateways, err = t.h.MainGateways(link.Index)
 		if err != nil {
-			return ifc, nil, errCode(types.ErrIOFailure, err)
+			return ifc, nil, CNIError(types.ErrIOFailure, err)
 		}
 	}
 	// Configured gateways override what the link or prevResult says.
@@ -371,7 +372,7 @@ func linkTimeoutError(ctx context.Context, cfg *config.Config, name, netnsPath s
 		return types.NewError(types.ErrTryAgainLater,
 			fmt.Sprintf("timed out after linkTimeout %s waiting for interface %s to exist and be up in %s; nothing was installed", cfg.LinkTimeout, name, netnsPath), "")
 	}
-	return errCode(types.ErrIOFailure, fmt.Errorf("waiting for interface %s: %w", name, err))
+	return CNIError(types.ErrIOFailure, fmt.Errorf("waiting for interface %s: %w", name, err))
 }
 
 // errSignal is the cancellation cause main sets on SIGTERM/SIGINT.
@@ -383,5 +384,5 @@ func ErrSignal() error { return errSignal }
 
 // applyError maps a failed netlink change to a CNI error.
 func applyError(err error) error {
-	return errCode(types.ErrIOFailure, fmt.Errorf("apply policy routing (rolled back): %w", err))
+	return CNIError(types.ErrIOFailure, fmt.Errorf("apply policy routing (rolled back): %w", err))
 }
