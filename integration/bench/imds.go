@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	h "github.com/ec2-policy-routes/ec2-policy-routes/integration/harness"
 	"github.com/ec2-policy-routes/ec2-policy-routes/internal/imdsfake"
 )
 
@@ -188,11 +187,8 @@ func (r *imdsResult) floorText() string {
 // floorBinary is the imdsfloor binary, or "" (with the reason noted) when
 // it is not built.
 func (b *bench) floorBinary() string {
-	bin := *flagFloor
-	if !filepath.IsAbs(bin) {
-		bin = filepath.Join(h.RepoRoot(), bin)
-	}
-	if _, err := os.Stat(bin); err != nil {
+	bin, err := present(*flagFloor)
+	if err != nil {
 		b.res.imds.floorNote = fmt.Sprintf("not measured: %v (make bench builds it)", err)
 		return ""
 	}
@@ -288,11 +284,8 @@ func (b *bench) imdsRound(ctx context.Context, sc *scope, aemmURL, floor string)
 // not start, with the reason in the report.
 func (b *bench) startAEMM(ctx context.Context) string {
 	r := &b.res.imds
-	bin := *flagAEMM
-	if !filepath.IsAbs(bin) {
-		bin = filepath.Join(h.RepoRoot(), bin)
-	}
-	if _, err := os.Stat(bin); err != nil {
+	bin, err := present(*flagAEMM)
+	if err != nil {
 		r.aemmNote = fmt.Sprintf("not measured: %v (make tools installs it)", err)
 		return ""
 	}

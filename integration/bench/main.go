@@ -137,14 +137,28 @@ type bench struct {
 	res    results
 }
 
+// inRepo resolves a path given relative to the repository root.
+func inRepo(p string) string {
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(h.RepoRoot(), p)
+	}
+	return p
+}
+
+// present is inRepo(p) when that file exists.
+func present(p string) (string, error) {
+	p = inRepo(p)
+	if _, err := os.Stat(p); err != nil {
+		return "", err
+	}
+	return p, nil
+}
+
 func newBench() (*bench, error) {
 	b := &bench{start: time.Now()}
-	repo := h.RepoRoot()
 	abs := func(p string) (string, error) {
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(repo, p)
-		}
-		if _, err := os.Stat(p); err != nil {
+		p, err := present(p)
+		if err != nil {
 			return "", fmt.Errorf("%w (run `make bench`, which builds and installs everything)", err)
 		}
 		return p, nil
@@ -223,10 +237,7 @@ func (b *bench) runAll(ctx context.Context) error {
 	md := b.render()
 	fmt.Print(md)
 	if *flagOut != "" {
-		out := *flagOut
-		if !filepath.IsAbs(out) {
-			out = filepath.Join(h.RepoRoot(), out)
-		}
+		out := inRepo(*flagOut)
 		if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 			return err
 		}

@@ -3,7 +3,6 @@ package kernel
 import (
 	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -36,7 +35,7 @@ func (h *Handle) AddAltName(link plan.Link, name string) (AltNameResult, error) 
 	if err := h.nl.LinkAddAltName(byIndex(link.Index), name); err != nil {
 		if errors.Is(err, unix.EEXIST) {
 			// Raced with another writer, or the name is another link's.
-			if l, err := h.nl.LinkByIndex(link.Index); err == nil && slices.Contains(l.Attrs().AltNames, name) {
+			if l, err := h.LinkByIndex(link.Index); err == nil && l.HasAltName(name) {
 				return AltNamePresent, nil
 			}
 			return AltNameTaken, nil
