@@ -78,6 +78,9 @@ lint:
 	$(GO) vet ./...
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	@# Merge-conflict markers in any tracked file fail the build (the
+	@# pattern is spelled with counts so this line does not match itself).
+	@if git grep -nE '^(<{7}|>{7})( |$$)' -- . 2>/dev/null; then echo "merge-conflict markers above"; exit 1; fi
 
 clean:
 	rm -rf bin .tools
