@@ -20,7 +20,7 @@ build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./plugins/ec2-policy-routes
 
 # Helper binaries for tests and the demo, pinned, installed locally.
-tools: $(TOOLS)/cnitool $(TOOLS)/host-device $(TOOLS)/static $(TOOLS)/sbr $(TOOLS)/ec2-metadata-mock
+tools: $(TOOLS)/cnitool $(TOOLS)/host-device $(TOOLS)/static $(TOOLS)/sbr $(TOOLS)/loopback $(TOOLS)/ec2-metadata-mock
 
 $(TOOLS)/cnitool:
 	GOBIN=$(TOOLS) $(GO) install github.com/containernetworking/cni/cnitool@$(CNITOOL_VERSION)
@@ -30,6 +30,9 @@ $(TOOLS)/static:
 	GOBIN=$(TOOLS) $(GO) install github.com/containernetworking/plugins/plugins/ipam/static@$(PLUGINS_VERSION)
 $(TOOLS)/sbr:
 	GOBIN=$(TOOLS) $(GO) install github.com/containernetworking/plugins/plugins/meta/sbr@$(PLUGINS_VERSION)
+# containerd's CRI runs loopback for every pod, whatever the conflist says.
+$(TOOLS)/loopback:
+	GOBIN=$(TOOLS) $(GO) install github.com/containernetworking/plugins/plugins/main/loopback@$(PLUGINS_VERSION)
 # AWS's IMDS mock, for the integration test that proves the client speaks to
 # a real IMDS implementation (always run bound to 127.0.0.1).
 $(TOOLS)/ec2-metadata-mock:
