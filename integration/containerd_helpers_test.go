@@ -450,8 +450,14 @@ func (c *ctrd) removePod(t *testing.T, id string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for _, call := range []func() error{
-		func() error { _, err := c.rt.StopPodSandbox(ctx, &cri.StopPodSandboxRequest{PodSandboxId: id}); return err },
-		func() error { _, err := c.rt.RemovePodSandbox(ctx, &cri.RemovePodSandboxRequest{PodSandboxId: id}); return err },
+		func() error {
+			_, err := c.rt.StopPodSandbox(ctx, &cri.StopPodSandboxRequest{PodSandboxId: id})
+			return err
+		},
+		func() error {
+			_, err := c.rt.RemovePodSandbox(ctx, &cri.RemovePodSandboxRequest{PodSandboxId: id})
+			return err
+		},
 	} {
 		if err := call(); err != nil && status.Code(err) != codes.NotFound && !strings.Contains(err.Error(), "not found") {
 			t.Errorf("cleanup of pod %s: %v", id, err)
