@@ -675,3 +675,38 @@ func removeCgroup(dir string) {
 	}
 	_ = unix.Rmdir(dir)
 }
+
+// pluginCalls returns the plugin's log records of one verb for one
+// container (the pod sandbox ID is CNI_CONTAINERID).
+func (c *ctrd) pluginCalls(t *testing.T, verb, container string) []map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(c.path("log", "ec2-policy-routes.log"))
+	if err != nil {
+		t.Fatalf("plugin log: %v", err)
+	}
+	var out []map[string]any
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		var rec map[string]any
+		if json.Unmarshal(line, &rec) == nil && rec["verb"] == verb && rec["container"] == container {
+			out = append(out, rec)
+		}
+	}
+	return out
+}
+
+// assertDEL: the plugin ran DEL for the pod with CNI_NETNS netns, and every
+// DEL it logged for the pod succeeded.
+func (c *ctrd) assertDEL(t *testing.T, p *pod, netns string) {
+	t.Helper()
+	calls := c.pluginCalls(t, "DEL", p.id)
+	seen := false
+	for _, rec := range calls {
+		if rec["outcome"] != "ok" {
+			t.Fatalf("pod %s: DEL failed: %v", p.name, rec)
+		}
+		seen = seen || rec["netns"] == netns
+	}
+	if !seen {
+		t.Fatalf("pod %s: no DEL with CNI_NETNS=%q logged; DELs: %v", p.name, netns, calls)
+	}
+}

@@ -76,7 +76,7 @@ func TestContainerdCRI(t *testing.T) {
 		if err := c.stopPod(ctx, p.id); err != nil {
 			t.Fatal(err)
 		}
-		assertPodStopped(t, p, e)
+		assertPodStopped(t, c, p, e)
 		if _, err := c.rt.RemovePodSandbox(ctx, &cri.RemovePodSandboxRequest{PodSandboxId: p.id}); err != nil {
 			t.Fatalf("RemovePodSandbox: %v", err)
 		}
@@ -108,7 +108,7 @@ func TestContainerdCRI(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			assertPodStopped(t, pods[i], enis[handlers[i]])
+			assertPodStopped(t, c, pods[i], enis[handlers[i]])
 		}
 	})
 
@@ -141,6 +141,7 @@ func TestContainerdCRI(t *testing.T) {
 		if holders := nsHolders(st.Ino); len(holders) > 0 {
 			t.Fatalf("namespace of the stopped pod still held by %v", holders)
 		}
+		c.assertDEL(t, p, "")
 		assertNoRuleInHost(t, e)
 		assertNoRecord(t, p)
 		if _, err := c.rt.RemovePodSandbox(ctx, &cri.RemovePodSandboxRequest{PodSandboxId: p.id}); err != nil {
@@ -196,11 +197,13 @@ func assertPodUp(ctx context.Context, t *testing.T, c *ctrd, p *pod, e *podENI) 
 	}
 }
 
-// assertPodStopped: after StopPodSandbox the pod's namespace is gone, the
+// assertPodStopped: after StopPodSandbox, whose CNI DEL reached the plugin
+// and succeeded, the pod's namespace is gone, the
 // ENI is back in the host (host-device's DEL) without our mark, and
 // nothing of ours is left in the host namespace or the state directory.
-func assertPodStopped(t *testing.T, p *pod, e *podENI) {
+func assertPodStopped(t *testing.T, c *ctrd, p *pod, e *podENI) {
 	t.Helper()
+	c.assertDEL(t, p, p.netns)
 	if _, err := os.Lstat(p.netns); err == nil {
 		t.Fatalf("pod %s: namespace %s still there after StopPodSandbox", p.name, p.netns)
 	}
