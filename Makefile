@@ -38,15 +38,18 @@ $(TOOLS)/loopback:
 $(TOOLS)/ec2-metadata-mock:
 	GOBIN=$(TOOLS) $(GO) install github.com/aws/amazon-ec2-metadata-mock/cmd/ec2-metadata-mock@$(AEMM_VERSION)
 
-# Unit tests run anywhere; integration tests need root and skip without it.
+# Unit tests run anywhere; integration tests need root and skip without it
+# (TestContainerdCRI also skips without containerd and runc). The timeout is
+# per package binary: ./integration is the long one on a loaded 2-core box.
+TEST_TIMEOUT ?= 30m
 test: build tools lint
-	EC2PR_BIN=$(CURDIR)/$(BIN) EC2PR_TOOLS=$(TOOLS) $(GO) test -count=1 ./...
+	EC2PR_BIN=$(CURDIR)/$(BIN) EC2PR_TOOLS=$(TOOLS) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 unit:
 	$(GO) test -count=1 ./pkg/... ./plugins/...
 
 integration: build tools
-	EC2PR_BIN=$(CURDIR)/$(BIN) EC2PR_TOOLS=$(TOOLS) $(GO) test -count=1 -v ./integration/...
+	EC2PR_BIN=$(CURDIR)/$(BIN) EC2PR_TOOLS=$(TOOLS) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v ./integration/...
 
 demo: build tools
 	$(GO) build -o bin/fake-imds ./integration/cmd/fake-imds
