@@ -41,6 +41,10 @@ import (
 // netnsDir is where containerd 1.6 bind-mounts pod namespaces (cni-<uuid>).
 const netnsDir = "/var/run/netns"
 
+// sbinPath is searched after $PATH (runc is in /usr/sbin) and is the PATH
+// containerd and its shims get.
+const sbinPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
 // ctrdTools returns the host binaries the test drives, or a reason to skip.
 func ctrdTools() (map[string]string, string) {
 	if os.Geteuid() != 0 {
@@ -49,6 +53,11 @@ func ctrdTools() (map[string]string, string) {
 	paths := map[string]string{}
 	for _, name := range []string{"containerd", "containerd-shim-runc-v2", "ctr", "runc"} {
 		p, err := exec.LookPath(name)
+		for _, d := range filepath.SplitList(sbinPath) {
+			if err != nil {
+				p, err = exec.LookPath(filepath.Join(d, name))
+			}
+		}
 		if err != nil {
 			return nil, name + " not installed (apt-get install containerd runc; .ci/run does)"
 		}
@@ -218,7 +227,7 @@ func (c *ctrd) start(t *testing.T, tools map[string]string) {
 	defer logf.Close()
 	c.cmd = exec.Command(tools["containerd"], "--config", c.path("config.toml"))
 	c.cmd.Stdout, c.cmd.Stderr = logf, logf
-	c.cmd.Env = append(os.Environ(), "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+	c.cmd.Env = append(os.Environ(), "PATH="+sbinPath)
 	// Dies with the test binary's thread that started it (go test -timeout).
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := c.cmd.Start(); err != nil {
@@ -489,7 +498,9 @@ func (c *ctrd) shutdown() {
 		t.Log(c.logTail("ec2-policy-routes.log", 30))
 	}
 	// After a clean run, CRI and the daemon's own shutdown must have left
-	// nothing; after a failure the leftovers are expected and removed.
+	// nothing (a shim exits on its own once its last container is deleted:
+	// give it a few seconds); after a failure leftovers are expected.
+	c.waitNoProcs(5 * time.Second)
 	if left := c.leftovers(); len(left) > 0 && !t.Failed() {
 		t.Errorf("left behind by containerd after Stop/RemovePodSandbox and its shutdown:\n%s", strings.Join(left, "\n"))
 	}
@@ -642,15 +653,22 @@ func (c *ctrd) leftovers() []string {
 	return out
 }
 
+// waitNoProcs waits, bounded, until no process of this containerd is
+// left. Polled: processes that are not our children have no exit event to
+// wait on from here.
+func (c *ctrd) waitNoProcs(limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for len(c.procs()) > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // force kills what is left, unmounts, removes namespaces and cgroups.
 func (c *ctrd) force() {
 	for pid := range c.procs() {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for len(c.procs()) > 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond) // a killed process has no event to wait on from here
-	}
+	c.waitNoProcs(10 * time.Second)
 	m := c.mounts()
 	for i := len(m) - 1; i >= 0; i-- { // innermost first
 		_ = unix.Unmount(m[i], unix.MNT_DETACH)
