@@ -30,6 +30,7 @@ import (
 
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
@@ -235,7 +236,9 @@ func (c *ctrd) start(t *testing.T, tools map[string]string) {
 	}
 	go func() { _ = c.cmd.Wait(); close(c.exited) }()
 
-	c.conn, err = grpc.Dial(c.sock(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+	// Short reconnect backoff: the socket appears a few ms after start.
+	fast := grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 20 * time.Millisecond, Multiplier: 1.6, MaxDelay: 500 * time.Millisecond}, MinConnectTimeout: 5 * time.Second}
+	c.conn, err = grpc.Dial(c.sock(), grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithConnectParams(fast),
 		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, "unix", addr)
 		}))
