@@ -293,32 +293,17 @@ func (c *ctrd) until(t *testing.T, what string, limit time.Duration, fn func(con
 	}
 }
 
-var (
-	pauseOnce sync.Once
-	pauseBin  string
-	pauseErr  error
-)
-
-// pauseBinary builds integration/cmd/ctrd-pause, static, once per run.
-func pauseBinary(t *testing.T) []byte {
+// pauseBinary builds integration/cmd/ctrd-pause, static, into dir (the
+// go build cache makes the second build cheap).
+func pauseBinary(t *testing.T, dir string) []byte {
 	t.Helper()
-	pauseOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "ec2pr-pause-")
-		if err != nil {
-			pauseErr = err
-			return
-		}
-		pauseBin = filepath.Join(dir, "pause")
-		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", pauseBin, "./integration/cmd/ctrd-pause")
-		cmd.Dir, cmd.Env = h.RepoRoot(), append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			pauseErr = fmt.Errorf("go build ctrd-pause: %w\n%s", err, out)
-		}
-	})
-	if pauseErr != nil {
-		t.Fatalf("%v", pauseErr)
+	bin := filepath.Join(dir, "pause")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./integration/cmd/ctrd-pause")
+	cmd.Dir, cmd.Env = h.RepoRoot(), append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ctrd-pause: %v\n%s", err, out)
 	}
-	b, err := os.ReadFile(pauseBin)
+	b, err := os.ReadFile(bin)
 	if err != nil {
 		t.Fatalf("read pause: %v", err)
 	}
@@ -331,7 +316,7 @@ func pauseBinary(t *testing.T) []byte {
 func (c *ctrd) buildImage(t *testing.T) string {
 	t.Helper()
 	var layer bytes.Buffer
-	writeTar(t, &layer, map[string][]byte{"pause": pauseBinary(t)}, 0o755)
+	writeTar(t, &layer, map[string][]byte{"pause": pauseBinary(t, c.dir)}, 0o755)
 	layerSum := sha256.Sum256(layer.Bytes())
 	config, _ := json.Marshal(map[string]any{
 		"architecture": runtime.GOARCH,
