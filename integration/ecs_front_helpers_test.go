@@ -61,6 +61,14 @@ func fakeVPCENI(t *testing.T) string {
 	return fakePath
 }
 
+// removeBuiltFake removes the directory fakeVPCENI built into (TestMain,
+// after the run), so test runs leave no /tmp/ec2pr-fake-* behind.
+func removeBuiltFake() {
+	if fakePath != "" {
+		_ = os.RemoveAll(filepath.Dir(fakePath))
+	}
+}
+
 // frontLayout is an installed front: Dir is what ECS_CNI_PLUGINS_PATH
 // names (front copies of the plugin as vpc-eni and vpc-branch-eni, the
 // other names symlinked to Up, the settings file), Up holds the fake.

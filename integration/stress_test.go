@@ -40,6 +40,7 @@ func TestMain(m *testing.M) {
 	restore := keepDefaultLogAsFound()
 	code := m.Run()
 	restore()
+	removeBuiltFake()
 	if path := os.Getenv("EC2PR_REPORT"); path != "" {
 		if err := writeReport(path, time.Since(start), code); err != nil {
 			fmt.Fprintf(os.Stderr, "write reliability report: %v\n", err)
