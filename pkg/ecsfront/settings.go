@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/boundedread"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/config"
 )
 
@@ -74,6 +75,9 @@ type Settings struct {
 	LogFile         string           `json:"logFile,omitempty"`
 	LogLevel        string           `json:"logLevel,omitempty"`
 	IMDS            *config.IMDSConf `json:"imds,omitempty"`
+	// Install is `ecs install`'s record of what it made (its manifest,
+	// ecsinstall.Manifest); the front does not read it.
+	Install json.RawMessage `json:"install,omitempty"`
 }
 
 // ParseSettings decodes settings JSON, rejecting unknown fields (a typo in
@@ -106,13 +110,17 @@ func (s *Settings) Marshal() ([]byte, error) {
 	return append(b, '\n'), nil
 }
 
+// MaxSettingsSize bounds a read of the settings file (a few KiB at most):
+// a FIFO or a huge file there must not hang or balloon the front.
+const MaxSettingsSize = 1 << 20
+
 // LoadSettings reads the settings file at path after checking that it and
 // every directory above it are trusted (CheckTrusted).
 func LoadSettings(path string) (*Settings, error) {
 	if err := CheckTrusted(path); err != nil {
 		return nil, err
 	}
-	data, err := os.ReadFile(path)
+	data, err := boundedread.File(path, MaxSettingsSize)
 	if err != nil {
 		return nil, fmt.Errorf("front settings: %w", err)
 	}
