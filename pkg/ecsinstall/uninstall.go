@@ -82,8 +82,8 @@ func (o *Options) removeCreatedDirs(m *Manifest) {
 	dirs := append([]string(nil), m.CreatedDirs...)
 	sort.Slice(dirs, func(i, k int) bool { return len(dirs[i]) > len(dirs[k]) })
 	for _, d := range dirs {
-		if d == o.Dir || !under(o.Dir, d) {
-			continue
+		if d == o.Dir || !under(o.Dir, d) || isMountOrAbove(d) {
+			continue // the agent's mounts are ecs-init's, even if install made them
 		}
 		if os.Remove(d) != nil {
 			return // not empty (or gone): its parents are not empty either
@@ -98,4 +98,13 @@ func (o *Options) restartHint() {
 	} else {
 		o.say("Then restart the ECS agent if it was using %s: %s", o.Dir, RestartStep)
 	}
+}
+
+func isMountOrAbove(d string) bool {
+	for _, m := range AgentMounts {
+		if under(m, d) {
+			return true
+		}
+	}
+	return false
 }
