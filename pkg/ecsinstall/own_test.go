@@ -349,3 +349,36 @@ func TestInstallFIFOs(t *testing.T) {
 }
 
 func mkfifo(p string) error { return syscall.Mkfifo(p, 0o644) }
+
+// TestInstallSymlinkedDirOutOfMounts (issue 22.3): a link below the
+// agent's mount that leads out of it is judged where it leads (warned);
+// a mount that is itself a link keeps the mount's name.
+func TestInstallSymlinkedDirOutOfMounts(t *testing.T) {
+	e := newEnv(t)
+	mount := filepath.Join(e.base, "var/lib/ecs")
+	saved := AgentMounts
+	AgentMounts = []string{mount}
+	t.Cleanup(func() { AgentMounts = saved })
+	os.MkdirAll(mount, 0o755)
+	os.MkdirAll(filepath.Join(e.base, "opt/x"), 0o755)
+	os.Symlink(filepath.Join(e.base, "opt/x"), filepath.Join(mount, "x"))
+	o := e.opts()
+	o.Dir = filepath.Join(mount, "x")
+	out := e.mustInstall(o)
+	if !strings.Contains(out, "WARNING: "+filepath.Join(e.base, "opt/x")+" is not below "+mount) {
+		t.Errorf("a link out of the mount is not warned about:\n%s", out)
+	}
+	o.Dir = filepath.Join(mount, "y")
+	if out := e.mustInstall(o); strings.Contains(out, "WARNING") {
+		t.Errorf("inside the mount:\n%s", out)
+	}
+	// The mount itself a link (/var/lib/ecs -> /data/ecs): the agent's
+	// name for the directory is below the mount.
+	data := filepath.Join(e.base, "data/ecs")
+	os.MkdirAll(data, 0o755)
+	AgentMounts = []string{filepath.Join(e.base, "varlink")}
+	os.Symlink(data, AgentMounts[0])
+	if got, ok := agentPath(filepath.Join(data, "z")); !ok || got != filepath.Join(AgentMounts[0], "z") {
+		t.Errorf("agentPath = %s %v", got, ok)
+	}
+}
