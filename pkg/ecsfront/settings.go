@@ -68,13 +68,15 @@ type Settings struct {
 	Upstream string `json:"upstream"`
 	// UpstreamTimeout bounds the upstream ADD (default
 	// DefaultUpstreamTimeout, at most MaxUpstreamTimeout; see budget.go).
-	UpstreamTimeout string           `json:"upstreamTimeout,omitempty"`
-	LinkTimeout     string           `json:"linkTimeout,omitempty"`
-	TableBase       *int64           `json:"tableBase,omitempty"`
-	Priority        *int64           `json:"priority,omitempty"`
-	LogFile         string           `json:"logFile,omitempty"`
-	LogLevel        string           `json:"logLevel,omitempty"`
-	IMDS            *config.IMDSConf `json:"imds,omitempty"`
+	UpstreamTimeout string `json:"upstreamTimeout,omitempty"`
+	LinkTimeout     string `json:"linkTimeout,omitempty"`
+	TableBase       *int64 `json:"tableBase,omitempty"`
+	Priority        *int64 `json:"priority,omitempty"`
+	LogFile         string `json:"logFile,omitempty"`
+	LogLevel        string `json:"logLevel,omitempty"`
+	// IMDS nil: off, the task ENI's facts come from the agent's config
+	// alone (PluginConfig); a section that does not disable it: on.
+	IMDS *config.IMDSConf `json:"imds,omitempty"`
 	// Install is `ecs install`'s record of what it made (its manifest,
 	// ecsinstall.Manifest); the front does not read it.
 	Install json.RawMessage `json:"install,omitempty"`
