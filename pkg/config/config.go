@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -208,6 +209,9 @@ func parseGatewayField(nc *NetConf, c *Config) error {
 
 func parseLogging(nc *NetConf, c *Config) error {
 	if nc.LogFile != "" {
+		if err := CheckLogFile(nc.LogFile); err != nil {
+			return invalid("logFile: %v", err)
+		}
 		c.LogFile = nc.LogFile
 	}
 	if nc.LogLevel != "" {
@@ -313,6 +317,17 @@ func parseIMDS(in *IMDSConf, out *IMDS) error {
 		out.Timeout = d
 	}
 	return nil
+}
+
+// CheckLogFile accepts an absolute path, or logging's "stderr" and "off".
+// A relative path would put the log and its .lock sidecar wherever the
+// runtime happens to run the plugin from.
+func CheckLogFile(path string) error {
+	if path == logging.FileStderr || path == logging.FileOff || filepath.IsAbs(path) {
+		return nil
+	}
+	return fmt.Errorf("%q is a relative path: it must be absolute (or %q, %q), or the log and its .lock would land in the runtime's working directory",
+		path, logging.FileStderr, logging.FileOff)
 }
 
 // ValidateIfName applies the kernel's rules for interface names, which also
