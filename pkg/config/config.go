@@ -366,6 +366,19 @@ func validatePrevResult(r *current.Result) error {
 			return invalid("prevResult.ips[%d].gateway %s is not in the family of address %s", i, ip.Gateway, ip.Address.String())
 		}
 	}
+	for i, rt := range r.Routes {
+		if rt == nil {
+			continue
+		}
+		// The kernel caps larger values: the table would hold another
+		// value than asked, and CHECK would never pass.
+		if rt.MTU < 0 || rt.MTU > plan.MaxRouteMTU {
+			return invalid("prevResult.routes[%d].mtu %d is out of range 0..%d", i, rt.MTU, plan.MaxRouteMTU)
+		}
+		if rt.AdvMSS < 0 || rt.AdvMSS > plan.MaxRouteAdvMSS {
+			return invalid("prevResult.routes[%d].advmss %d is out of range 0..%d", i, rt.AdvMSS, plan.MaxRouteAdvMSS)
+		}
+	}
 	for i, ifc := range r.Interfaces {
 		if ifc == nil {
 			return invalid("prevResult.interfaces[%d] is null", i)
