@@ -661,6 +661,64 @@ func TestFaultLinkLeavesMidADD(t *testing.T) {
 	}
 }
 
+// TestFaultLinkLeavesDuringWait: ADD waits for eth0, which is in the task
+// namespace but down; then it leaves: moved to the host, renamed and moved
+// (vpc-eni's DEL: ip link set eth0 name ecsxyz; ip link set ecsxyz netns 1),
+// deleted, renamed and deleted. Each ends the wait at once with code 11
+// "left network namespace", not at linkTimeout; nothing installed; DEL
+// succeeds.
+func TestFaultLinkLeavesDuringWait(t *testing.T) {
+	rep := scenario(t, "F2b", "link leaves the namespace while ADD waits for it (moved, renamed then moved as vpc-eni's DEL, deleted)")
+	hostNS := hostNetnsFile(t)
+	const linkTimeout = 8 * time.Second
+	for _, how := range []string{"moved to another namespace", "renamed, then moved to host", "deleted", "renamed, then deleted"} {
+		t.Run(how, func(t *testing.T) {
+			ns := h.NewNetns(t)
+			nl := ns.Handle(t)
+			eni := h.NewENI(t)
+			eni.MoveOnly(t, ns, "eth0") // there, down: ADD sees it and waits
+			add := startPlugin(t, cniEnv("ADD", ns, "eth0"), relConf(`"linkTimeout":"8s"`))
+			waitInLinkWait(t, add)
+			l, err := nl.LinkByName("eth0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.HasPrefix(how, "renamed") {
+				if err := nl.LinkSetName(l, h.RandName("ecs")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			switch {
+			case strings.HasSuffix(how, "deleted"):
+				err = nl.LinkDel(l)
+			case strings.HasSuffix(how, "host"):
+				err = nl.LinkSetNsFd(l, int(hostNS.Fd()))
+			default: // not to the host: it has its own eth0
+				other, oerr := os.Open(h.NewNetns(t).Path)
+				if oerr != nil {
+					t.Fatal(oerr)
+				}
+				defer other.Close()
+				err = nl.LinkSetNsFd(l, int(other.Fd()))
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := add.wait(t, 2*linkTimeout)
+			mustFail(t, r, "ADD", types.ErrTryAgainLater, "interface eth0 left network namespace", "before it came up", "nothing was installed")
+			if r.Duration > linkTimeout/4 {
+				t.Fatalf("ADD ended after %s: the departure did not end the wait (linkTimeout %s)", r.Duration, linkTimeout)
+			}
+			assertNoResidue(t, []*h.Netns{ns}, add)
+			d, del := runPlugin(t, cniEnv("DEL", ns, "eth0"), relConf(""))
+			d.MustSucceed(t, "DEL")
+			assertNoResidue(t, []*h.Netns{ns}, del)
+			rep.add("%s: ADD exit 1 code 11 %q after %s (linkTimeout %s); DEL exit 0; nothing left",
+				how, r.Err.Msg, r.Duration.Round(time.Millisecond), linkTimeout)
+		})
+	}
+}
+
 // ---------------------------------------------------------------------------
 // F3: signals.
 

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/containernetworking/cni/pkg/types"
+
 	h "github.com/ec2-policy-routes/ec2-policy-routes/integration/harness"
 	"github.com/ec2-policy-routes/ec2-policy-routes/internal/imdsfake"
 )
@@ -354,4 +356,106 @@ func TestRouteReAddLowerTableBase(t *testing.T) {
 	d.MustSucceed(t, "DEL")
 	assertNothingOurs(t, nl)
 	rep.add("table 10000 kept; note %q", lines[len(lines)-1].Note)
+}
+
+// routeGet returns `ip route get <dst> from <src>` in ns.
+func routeGet(t *testing.T, ns *h.Netns, src, dst string) string {
+	t.Helper()
+	args := []string{"ip", "route", "get", dst, "from", src}
+	if strings.Contains(dst, ":") {
+		args = []string{"ip", "-6", "route", "get", dst, "from", src}
+	}
+	out, err := ns.Exec(args...)
+	if err != nil {
+		t.Fatalf("%s: %v %s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// wantRouteGet asserts that ENI-sourced traffic to dst leaves with each of
+// the fragments (next hop, metrics).
+func wantRouteGet(t *testing.T, ns *h.Netns, src, dst string, frags ...string) {
+	t.Helper()
+	got := routeGet(t, ns, src, dst)
+	for _, f := range frags {
+		if !strings.Contains(got, f) {
+			t.Fatalf("ip route get %s from %s: %q lacks %q", dst, src, got, f)
+		}
+	}
+}
+
+// TestRouteMetricsCarried (issue 22.6): the table's default route and the
+// routes it copies keep their metrics — from main (standalone: "default via
+// 10.0.3.1 dev eth0 mtu 1500 advmss 1460", "10.100.0.0/16 via 10.0.3.254
+// dev eth0 mtu 1300") and from prevResult's CNI 1.1 routes (chained, main
+// without metrics; through cnitool with host-device and static, which put
+// them in main as well): ENI-sourced `ip route get` shows them. CHECK names
+// a route whose metrics drifted (code 11); the next ADD converges.
+func TestRouteMetricsCarried(t *testing.T) {
+	rep := scenario(t, "RT7", "route metrics (mtu, advmss) kept in the table: from main and from prevResult; CHECK names a drifted metric")
+	t.Run("standalone", func(t *testing.T) {
+		ns := h.NewNetns(t)
+		nl := ns.Handle(t)
+		h.NewENI(t).MoveInto(t, ns, "eth0", []string{"10.0.3.10/24"})
+		ns.IP(t, "route", "add", "default", "via", "10.0.3.1", "dev", "eth0", "mtu", "1500", "advmss", "1460")
+		ns.IP(t, "route", "add", "10.100.0.0/16", "via", "10.0.3.254", "dev", "eth0", "mtu", "1300", "proto", "static")
+		mainBefore := ns.IP(t, "route", "show", "table", "main")
+		runDirect(t, "ADD", ns, "eth0", conf11("")).MustSucceed(t, "ADD")
+		wantRouteGet(t, ns, "10.0.3.10", "10.100.1.1", "via 10.0.3.254 dev eth0 table 10000", "mtu 1300")
+		wantRouteGet(t, ns, "10.0.3.10", "8.8.8.8", "via 10.0.3.1 dev eth0 table 10000", "mtu 1500", "advmss 1460")
+		runDirect(t, "CHECK", ns, "eth0", conf11("")).MustSucceed(t, "CHECK")
+		// The table's default route replaced without its metrics: drift.
+		ns.IP(t, "route", "replace", "default", "via", "10.0.3.1", "dev", "eth0", "table", "10000", "proto", "236")
+		r := runDirect(t, "CHECK", ns, "eth0", conf11(""))
+		mustFail(t, r, "CHECK after the drift", types.ErrTryAgainLater, "route 0.0.0.0/0 via 10.0.3.1", "table 10000 with mtu 1500, advmss 1460 (installed: no mtu, no advmss)")
+		drift := r.Err.Msg
+		runDirect(t, "ADD", ns, "eth0", conf11("")).MustSucceed(t, "re-ADD")
+		wantRouteGet(t, ns, "10.0.3.10", "8.8.8.8", "mtu 1500", "advmss 1460")
+		runDirect(t, "CHECK", ns, "eth0", conf11("")).MustSucceed(t, "CHECK after re-ADD")
+		if got := ns.IP(t, "route", "show", "table", "main"); got != mainBefore {
+			t.Fatalf("main changed:\n%s\nwas\n%s", got, mainBefore)
+		}
+		runDirect(t, "DEL", ns, "eth0", conf11("")).MustSucceed(t, "DEL")
+		assertNothingOurs(t, nl)
+		rep.add("standalone: ENI-sourced 10.100.1.1 via 10.0.3.254 mtu 1300, 8.8.8.8 via 10.0.3.1 mtu 1500 advmss 1460 (from main); CHECK after the table's default lost them: code 11 %q; re-ADD restored them; main unchanged; DEL leaves nothing", drift)
+	})
+	t.Run("chained prevResult", func(t *testing.T) {
+		ns := h.NewNetns(t)
+		nl := ns.Handle(t)
+		h.NewENI(t).MoveInto(t, ns, "eth0", []string{"10.0.3.10/24"}, "10.0.3.1")
+		ns.IP(t, "route", "add", "10.100.0.0/16", "via", "10.0.3.254", "dev", "eth0") // main: no metrics
+		prev := prevResult1(ns, "eth0", `{"address":"10.0.3.10/24","gateway":"10.0.3.1"}`,
+			`{"dst":"0.0.0.0/0","gw":"10.0.3.1","mtu":1500,"advmss":1460},{"dst":"10.100.0.0/16","gw":"10.0.3.254","mtu":1300}`)
+		conf := chainConfWith(prev, "")
+		runDirect(t, "ADD", ns, "eth0", conf).MustSucceed(t, "ADD")
+		wantRouteGet(t, ns, "10.0.3.10", "10.100.1.1", "via 10.0.3.254 dev eth0 table 10000", "mtu 1300")
+		wantRouteGet(t, ns, "10.0.3.10", "8.8.8.8", "via 10.0.3.1 dev eth0 table 10000", "mtu 1500", "advmss 1460")
+		runDirect(t, "CHECK", ns, "eth0", conf).MustSucceed(t, "CHECK")
+		ns.IP(t, "route", "replace", "10.100.0.0/16", "via", "10.0.3.254", "dev", "eth0", "table", "10000", "proto", "236", "mtu", "1400")
+		r := runDirect(t, "CHECK", ns, "eth0", conf)
+		mustFail(t, r, "CHECK after the drift", types.ErrTryAgainLater, "route 10.100.0.0/16 via 10.0.3.254", "with mtu 1300 (installed: mtu 1400)")
+		drift := r.Err.Msg
+		runDirect(t, "ADD", ns, "eth0", conf).MustSucceed(t, "re-ADD")
+		wantRouteGet(t, ns, "10.0.3.10", "10.100.1.1", "mtu 1300")
+		runDirect(t, "CHECK", ns, "eth0", conf).MustSucceed(t, "CHECK after re-ADD")
+		runDirect(t, "DEL", ns, "eth0", conf).MustSucceed(t, "DEL")
+		assertNothingOurs(t, nl)
+		rep.add("chained, prevResult 1.1 routes with mtu/advmss, main without: the table carries them; CHECK after the copy's mtu changed: code 11 %q; re-ADD restored it; DEL leaves nothing", drift)
+	})
+	t.Run("cnitool host-device static", func(t *testing.T) {
+		ns := h.NewNetns(t)
+		nl := ns.Handle(t)
+		eni := h.NewENI(t)
+		chain := h.NewChain(t, "task", "1.1.0",
+			hostDeviceConf(eni.Name, `{"address":"10.0.3.10/24","gateway":"10.0.3.1"}`,
+				`{"dst":"0.0.0.0/0","gw":"10.0.3.1","mtu":1500,"advmss":1460},{"dst":"10.100.0.0/16","gw":"10.0.3.254","mtu":1300}`),
+			ourConf)
+		chain.MustRun(t, "add", "task", ns)
+		wantRouteGet(t, ns, "10.0.3.10", "10.100.1.1", "via 10.0.3.254 dev eth0 table 10000", "mtu 1300")
+		wantRouteGet(t, ns, "10.0.3.10", "8.8.8.8", "via 10.0.3.1 dev eth0 table 10000", "mtu 1500", "advmss 1460")
+		chain.MustRun(t, "check", "task", ns)
+		chain.MustRun(t, "del", "task", ns)
+		assertNothingOurs(t, nl)
+		rep.add("cnitool chain host-device + static (routes with mtu/advmss) + ec2-policy-routes: ENI-sourced traffic keeps mtu 1300 / mtu 1500 advmss 1460; CHECK passes; DEL leaves nothing")
+	})
 }

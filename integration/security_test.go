@@ -6,12 +6,14 @@ package integration
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -29,6 +31,7 @@ import (
 	h "github.com/ec2-policy-routes/ec2-policy-routes/integration/harness"
 	"github.com/ec2-policy-routes/ec2-policy-routes/internal/badinput"
 	"github.com/ec2-policy-routes/ec2-policy-routes/internal/imdsfake"
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/ecsfront"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/state"
 )
 
@@ -568,4 +571,72 @@ func TestSecurityIMDSTokenNotLogged(t *testing.T) {
 	}
 	lines := bytes.Count(logData, []byte("\n"))
 	rep.add("%d tokens issued; searched %d log lines (level debug) and the stdout/stderr of 5 invocations: 0 occurrences", len(tokens), lines)
+}
+
+// TestSecurityRelativeLogFileAndTrailingData: a relative logFile, in the
+// plugin's config or the ECS front's settings, is refused (code 7) instead
+// of putting the log and its .lock in the caller's working directory; the
+// front's settings with data after the object (garbage, a second object)
+// are refused instead of half-read. Each run in an empty working directory
+// that must stay empty; the front's upstream never runs.
+func TestSecurityRelativeLogFileAndTrailingData(t *testing.T) {
+	rep := scenario(t, "X7", "relative logFile (plugin config, front settings) and front settings with trailing data: refused, nothing in the working directory")
+	h.RequireRoot(t)
+	ns := h.NewNetns(t)
+	// run executes bin in an empty working directory and returns its
+	// result, failing the test if anything appeared there.
+	run := func(t *testing.T, bin string, env h.Env, stdin []byte) h.Result {
+		t.Helper()
+		cwd := t.TempDir()
+		cmd := exec.Command(bin)
+		cmd.Dir = cwd
+		cmd.Env = []string{
+			"CNI_COMMAND=" + env.Command, "CNI_CONTAINERID=" + env.ContainerID, "CNI_NETNS=" + env.Netns,
+			"CNI_IFNAME=" + env.IfName, "CNI_PATH=" + env.Path, "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+		}
+		cmd.Stdin = bytes.NewReader(stdin)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		r := h.Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes(), ExitCode: cmd.ProcessState.ExitCode()}
+		if err != nil && r.ExitCode != 1 {
+			t.Fatalf("%s: %v %s", bin, err, stderr.String())
+		}
+		var te types.Error
+		if json.Unmarshal(r.Stdout, &te) == nil && te.Code != 0 {
+			r.Err = &te
+		}
+		if ents, _ := os.ReadDir(cwd); len(ents) != 0 {
+			t.Fatalf("%s created %d entries in its working directory, e.g. %s", bin, len(ents), ents[0].Name())
+		}
+		return r
+	}
+	for _, tc := range []struct{ name, logFile string }{{"plugin.log", "plugin.log"}, {"./log/plugin.log", "./log/plugin.log"}} {
+		env := cniEnv("ADD", ns, "eth0")
+		conf := []byte(fmt.Sprintf(`{"cniVersion":"1.0.0","name":"net","type":"ec2-policy-routes","imds":{"enabled":false},"logFile":%q}`, tc.logFile))
+		r := run(t, h.Binary(t), env, conf)
+		mustFail(t, r, "plugin ADD, logFile "+tc.logFile, types.ErrInvalidNetworkConfig, fmt.Sprintf("logFile: %q is a relative path", tc.logFile))
+		rep.add("plugin, logFile %q: ADD exit 1 code 7 %q; working directory empty", tc.logFile, r.Err.Msg)
+	}
+	for _, tc := range []struct{ name, settings, msg string }{
+		{"relative logFile", `{"upstream":"@UP","logFile":"front.log","imds":{"enabled":false}}`, `logFile "front.log" is a relative path`},
+		{"trailing garbage", `{"upstream":"@UP","imds":{"enabled":false}} garbage {`, "one JSON object only"},
+		{"second object", `{"upstream":"@UP","imds":{"enabled":false}}` + "\n" + `{"upstream":"/elsewhere"}`, "one JSON object only"},
+	} {
+		t.Run("front "+tc.name, func(t *testing.T) {
+			l := newFrontLayout(t, nil)
+			settings := strings.ReplaceAll(tc.settings, "@UP", l.Up)
+			if err := os.WriteFile(filepath.Join(l.Dir, ecsfront.SettingsFile), []byte(settings), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			task := newTaskNS(t)
+			env := h.Env{Command: "ADD", ContainerID: "task-x7", Netns: task.Proc, IfName: "eth0", Path: l.Dir}
+			r := run(t, filepath.Join(l.Dir, "vpc-eni"), env, newTaskENIConfOnly())
+			mustFail(t, r, "front ADD", types.ErrInvalidNetworkConfig, tc.msg)
+			if calls := l.calls("vpc-eni"); len(calls) != 0 {
+				t.Fatalf("upstream executed: %v", calls)
+			}
+			rep.add("front settings, %s: ADD exit 1 code 7 %q; upstream not run; working directory empty", tc.name, r.Err.Msg)
+		})
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -208,6 +209,9 @@ func parseGatewayField(nc *NetConf, c *Config) error {
 
 func parseLogging(nc *NetConf, c *Config) error {
 	if nc.LogFile != "" {
+		if err := CheckLogFile(nc.LogFile); err != nil {
+			return invalid("logFile: %v", err)
+		}
 		c.LogFile = nc.LogFile
 	}
 	if nc.LogLevel != "" {
@@ -315,6 +319,17 @@ func parseIMDS(in *IMDSConf, out *IMDS) error {
 	return nil
 }
 
+// CheckLogFile accepts an absolute path, or logging's "stderr" and "off".
+// A relative path would put the log and its .lock sidecar wherever the
+// runtime happens to run the plugin from.
+func CheckLogFile(path string) error {
+	if path == logging.FileStderr || path == logging.FileOff || filepath.IsAbs(path) {
+		return nil
+	}
+	return fmt.Errorf("%q is a relative path: it must be absolute (or %q, %q), or the log and its .lock would land in the runtime's working directory",
+		path, logging.FileStderr, logging.FileOff)
+}
+
 // ValidateIfName applies the kernel's rules for interface names, which also
 // keeps a name from being a path.
 func ValidateIfName(name string) error {
@@ -349,6 +364,19 @@ func validatePrevResult(r *current.Result) error {
 		}
 		if ip.Gateway != nil && (ip.Gateway.To4() == nil) != (ip.Address.IP.To4() == nil) {
 			return invalid("prevResult.ips[%d].gateway %s is not in the family of address %s", i, ip.Gateway, ip.Address.String())
+		}
+	}
+	for i, rt := range r.Routes {
+		if rt == nil {
+			continue
+		}
+		// The kernel caps larger values: the table would hold another
+		// value than asked, and CHECK would never pass.
+		if rt.MTU < 0 || rt.MTU > plan.MaxRouteMTU {
+			return invalid("prevResult.routes[%d].mtu %d is out of range 0..%d", i, rt.MTU, plan.MaxRouteMTU)
+		}
+		if rt.AdvMSS < 0 || rt.AdvMSS > plan.MaxRouteAdvMSS {
+			return invalid("prevResult.routes[%d].advmss %d is out of range 0..%d", i, rt.AdvMSS, plan.MaxRouteAdvMSS)
 		}
 	}
 	for i, ifc := range r.Interfaces {

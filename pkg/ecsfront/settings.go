@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -90,6 +91,17 @@ func ParseSettings(data []byte) (*Settings, error) {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&s); err != nil {
 		return nil, fmt.Errorf("front settings: %w", err)
+	}
+	// One object only: trailing data or a second object is refused, not
+	// silently ignored.
+	end := dec.InputOffset()
+	if err := dec.Decode(new(json.RawMessage)); !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("front settings: data after the settings object (offset %d): one JSON object only", end)
+	}
+	if s.LogFile != "" {
+		if err := config.CheckLogFile(s.LogFile); err != nil {
+			return nil, fmt.Errorf("front settings: logFile %w", err)
+		}
 	}
 	if s.Upstream == "" {
 		s.Upstream = DefaultUpstreamDir

@@ -210,6 +210,9 @@ func routeFromNetlink(r netlink.Route) (plan.Route, bool) {
 	if a, ok := netip.AddrFromSlice(r.Src); ok {
 		out.Src = a.Unmap()
 	}
+	out.Metrics = plan.Metrics{
+		MTU: r.MTU, MTULock: r.MTULock, AdvMSS: r.AdvMSS, HopLimit: r.Hoplimit, InitCwnd: r.InitCwnd, InitRwnd: r.InitRwnd,
+	}
 	return out, true
 }
 
@@ -233,6 +236,12 @@ func routeToNetlink(r plan.Route) *netlink.Route {
 		LinkIndex: r.LinkIndex,
 		Priority:  r.Metric,
 		Protocol:  plan.Protocol,
+		MTU:       r.Metrics.MTU,
+		MTULock:   r.Metrics.MTULock,
+		AdvMSS:    r.Metrics.AdvMSS,
+		Hoplimit:  r.Metrics.HopLimit,
+		InitCwnd:  r.Metrics.InitCwnd,
+		InitRwnd:  r.Metrics.InitRwnd,
 	}
 	if r.Gateway.IsValid() {
 		nr.Gw = r.Gateway.AsSlice()

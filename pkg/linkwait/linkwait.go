@@ -85,24 +85,41 @@ func Wait(ctx context.Context, nsfd int, h *netlink.Handle, name string) (netlin
 	}
 }
 
+// waiter decides, from lookups and link events, when the wait ends. Once a
+// link is seen under the name, its index is kept through a rename: vpc-eni's
+// DEL renames the ENI (eth0 → ecs<mac>) and then moves it to the host, and
+// the move is an event for the index only. (A link that later takes the
+// name replaces it as the one tracked.)
 type waiter struct {
 	name    string
-	tracked int // index of the link seen under name but not yet up
+	tracked int // index of the link last seen under name, not up; 0: none yet
 }
 
 func (w *waiter) lookup(h *netlink.Handle) (netlink.Link, bool, error) {
 	link, err := h.LinkByName(w.name)
 	if err != nil {
-		var nf netlink.LinkNotFoundError
-		if errors.As(err, &nf) {
-			if w.tracked != 0 {
-				return nil, false, ErrGone
-			}
+		if !isNotFound(err) {
+			return nil, false, fmt.Errorf("look up link %s: %w", w.name, err)
+		}
+		if w.tracked == 0 {
 			return nil, false, nil
 		}
-		return nil, false, fmt.Errorf("look up link %s: %w", w.name, err)
+		// The name is free: the tracked link left, or was renamed away
+		// and is still here (then keep waiting for the name).
+		if _, err := h.LinkByIndex(w.tracked); err != nil {
+			if isNotFound(err) {
+				return nil, false, ErrGone
+			}
+			return nil, false, fmt.Errorf("look up link #%d (was %s): %w", w.tracked, w.name, err)
+		}
+		return nil, false, nil
 	}
 	return w.consider(link)
+}
+
+func isNotFound(err error) bool {
+	var nf netlink.LinkNotFoundError
+	return errors.As(err, &nf)
 }
 
 func (w *waiter) consider(link netlink.Link) (netlink.Link, bool, error) {
@@ -123,23 +140,38 @@ func (w *waiter) event(m syscall.NetlinkMessage) (netlink.Link, bool, error) {
 		return nil, false, nil
 	}
 	ifi := nl.DeserializeIfInfomsg(m.Data)
+	idx := int(ifi.Index)
+	// The tracked link deleted, or moved to another namespace: the move
+	// is a DELLINK here carrying IFLA_NEW_NETNSID (a NEWLINK carrying it
+	// is taken the same way). Whatever it is called by now.
+	if w.tracked != 0 && idx == w.tracked && (m.Header.Type == unix.RTM_DELLINK || movedAway(m.Data)) {
+		return nil, false, ErrGone
+	}
+	if m.Header.Type == unix.RTM_DELLINK {
+		return nil, false, nil
+	}
 	hdr := unix.NlMsghdr(m.Header)
 	link, err := netlink.LinkDeserialize(&hdr, m.Data)
 	if err != nil {
 		return nil, false, nil //nolint:nilerr // an undecodable notification carries nothing to act on
 	}
-	idx := int(ifi.Index)
-	if m.Header.Type == unix.RTM_DELLINK {
-		if w.tracked != 0 && idx == w.tracked {
-			return nil, false, ErrGone
-		}
-		return nil, false, nil
-	}
 	if link.Attrs().Name == w.name {
 		return w.consider(link)
 	}
-	if idx == w.tracked {
-		w.tracked = 0 // renamed away; keep waiting for the name
+	return nil, false, nil // another link, or the tracked one renamed away: still tracked
+}
+
+// movedAway reports whether a link message names the namespace the link
+// moved to (IFLA_NEW_NETNSID).
+func movedAway(data []byte) bool {
+	attrs, err := nl.ParseRouteAttr(data[unix.SizeofIfInfomsg:])
+	if err != nil {
+		return false
 	}
-	return nil, false, nil
+	for _, a := range attrs {
+		if a.Attr.Type == unix.IFLA_NEW_NETNSID {
+			return true
+		}
+	}
+	return false
 }

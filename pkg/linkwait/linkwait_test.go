@@ -140,3 +140,79 @@ func TestWaitCallsBlockingHookOnlyWhenWaiting(t *testing.T) {
 		t.Fatalf("link absent: err %v, hook calls %d, want deadline and 1", err, calls)
 	}
 }
+
+// TestWaitRenamedThenMovedOut: the link is seen down under the awaited
+// name, then renamed and moved to another namespace, as vpc-eni's DEL does
+// (ip link set eth0 name ecsxyz; ip link set ecsxyz netns 1): ErrGone at
+// once, not at the deadline. The wait is known to be in place once the
+// first lookup has tracked the link: the subscription is made before the
+// second lookup, and the events below are sent after Wait has started and
+// seen the link (it was there, down, before Wait began).
+func TestWaitRenamedThenMovedOut(t *testing.T) {
+	for _, how := range []string{"moved", "deleted"} {
+		t.Run(how, func(t *testing.T) {
+			nsh, h, _ := testNetns(t)
+			other, _ := netnstest.New(t)
+			l := addVeth(t, h, "eth5")
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			entered := make(chan struct{})
+			ctx = blocking.WithHook(ctx, func() { close(entered) })
+			done := make(chan error, 1)
+			start := time.Now()
+			go func() { _, err := Wait(ctx, int(nsh), h, "eth5"); done <- err }()
+			<-entered // looked once (the link, down: tracked), about to subscribe
+			if err := h.LinkSetName(l, "ecsxyz"); err != nil {
+				t.Fatal(err)
+			}
+			var err error
+			if how == "moved" {
+				err = h.LinkSetNsFd(l, int(other))
+			} else {
+				err = h.LinkDel(l)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := <-done; !errors.Is(err, ErrGone) {
+				t.Fatalf("want ErrGone, got %v after %s", err, time.Since(start))
+			}
+			if d := time.Since(start); d > time.Second {
+				t.Fatalf("ErrGone only after %s", d)
+			}
+		})
+	}
+}
+
+// TestWaitRenamedAwayKeepsWaiting: the link seen under the name is renamed
+// and stays in the namespace: not gone; a link that then takes the name
+// and comes up ends the wait.
+func TestWaitRenamedAwayKeepsWaiting(t *testing.T) {
+	nsh, h, _ := testNetns(t)
+	l := addVeth(t, h, "eth6")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	entered := make(chan struct{})
+	ctx = blocking.WithHook(ctx, func() { close(entered) })
+	type res struct {
+		l   netlink.Link
+		err error
+	}
+	done := make(chan res, 1)
+	go func() { l, err := Wait(ctx, int(nsh), h, "eth6"); done <- res{l, err} }()
+	<-entered
+	if err := h.LinkSetName(l, "old6"); err != nil {
+		t.Fatal(err)
+	}
+	n := addVeth(t, h, "new6")
+	if err := h.LinkSetName(n, "eth6"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LinkSetUp(n); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.err != nil || r.l.Attrs().Index != n.Attrs().Index {
+		t.Fatalf("Wait = %v, %v; want the new eth6 #%d", r.l, r.err, n.Attrs().Index)
+	}
+}

@@ -45,9 +45,11 @@ func diffSets[T comparable](want, have []T) (add, del []T) {
 	return add, del
 }
 
-// Missing lists the wanted objects absent from have, for CHECK. Copies of
-// main routes (want.Mirrored) are not demanded: main may have gained them
-// after ADD, which CHECK must tolerate.
+// Missing lists the wanted objects absent from have, for CHECK; a route
+// present with other metrics is named with the metrics that differ.
+// Copies of main routes (want.Mirrored) are not demanded, nor their
+// metrics: main may have gained them, or changed, after ADD, which CHECK
+// must tolerate.
 func Missing(want Plan, haveRules []Rule, haveRoutes []Route) []string {
 	d := Compute(want, haveRules, haveRoutes)
 	mirrored := map[Route]bool{}
@@ -59,7 +61,11 @@ func Missing(want Plan, haveRules []Rule, haveRoutes []Route) []string {
 		out = append(out, r.String())
 	}
 	for _, r := range d.AddRoutes {
-		if !mirrored[r] {
+		switch h, ok := sameButMetrics(haveRoutes, r); {
+		case mirrored[r]:
+		case ok:
+			out = append(out, metricsDrift(r, h))
+		default:
 			out = append(out, r.String())
 		}
 	}

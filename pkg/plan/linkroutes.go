@@ -35,7 +35,21 @@ func MainRoutesVia(main []MainRoute, linkIndex int) []Route {
 			r.Dst.Addr().IsLinkLocalUnicast() || r.Dst.Addr().IsMulticast() {
 			continue
 		}
-		out = append(out, Route{Dst: r.Dst.Masked(), Type: Unicast, Gateway: r.Gateway, OnLink: r.OnLink})
+		out = append(out, Route{Dst: r.Dst.Masked(), Type: Unicast, Gateway: r.Gateway, OnLink: r.OnLink, Metrics: r.Metrics})
+	}
+	return out
+}
+
+// MainDefaultsVia selects main's default routes through the link at
+// linkIndex alone, whatever made them (a router advertisement's too): the
+// table's default route takes its metrics from them (Interface.Defaults).
+func MainDefaultsVia(main []MainRoute, linkIndex int) []Route {
+	var out []Route
+	for _, m := range main {
+		r := m.Route
+		if r.Type == Unicast && r.LinkIndex == linkIndex && r.Dst.Bits() == 0 && m.Protocol != Protocol {
+			out = append(out, Route{Dst: r.Dst, Type: Unicast, Gateway: r.Gateway, Metrics: r.Metrics})
+		}
 	}
 	return out
 }
@@ -69,7 +83,7 @@ func linkCopies(ifc Interface, own, blocks []Route, families map[Family]bool) (c
 	for _, c := range cands {
 		r := Route{
 			Table: ifc.Table, Dst: c.r.Dst.Masked(), Type: Unicast, Scope: ScopeUniverse,
-			LinkIndex: ifc.Index, Gateway: c.r.Gateway, OnLink: c.r.OnLink,
+			LinkIndex: ifc.Index, Gateway: c.r.Gateway, OnLink: c.r.OnLink, Metrics: c.r.Metrics,
 		}
 		if !r.Gateway.IsValid() {
 			r.Scope = linkScope(r.Dst)
@@ -115,9 +129,10 @@ func covering(routes []Route, dst netip.Prefix) *Route {
 }
 
 // sameHop reports whether the covering route c already sends traffic where
-// r would: the same type, link and gateway.
+// and as r would: the same type, link, gateway and metrics (a route whose
+// only difference is "mtu 1300" is still carried).
 func sameHop(c *Route, r Route) bool {
-	return c != nil && c.Type == r.Type && c.LinkIndex == r.LinkIndex && c.Gateway == r.Gateway
+	return c != nil && c.Type == r.Type && c.LinkIndex == r.LinkIndex && c.Gateway == r.Gateway && c.Metrics == r.Metrics
 }
 
 // markOnLink sets OnLink on every gateway route whose gateway no direct

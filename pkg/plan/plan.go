@@ -132,6 +132,9 @@ type Route struct {
 	// reachable through the link although no route of the table covers it
 	// (a /32 address with its gateway outside, see Build).
 	OnLink bool
+	// Metrics (mtu, advmss, ...) are those of the route this one stands
+	// for: the default route's and the copies' (see Build, linkCopies).
+	Metrics Metrics
 }
 
 // Family of the route.
@@ -171,6 +174,9 @@ func (r Route) Format(linkName func(index int) string) string {
 	if r.Metric != 0 {
 		s += fmt.Sprintf(" metric %d", r.Metric)
 	}
+	if m := r.Metrics.String(); m != "" {
+		s += " " + m
+	}
 	return s + fmt.Sprintf(" table %d", r.Table)
 }
 
@@ -198,6 +204,11 @@ type Interface struct {
 	// MainRoutesVia): carried like Routes, but never demanded by CHECK,
 	// since main may gain routes after ADD (Plan.Mirrored).
 	MainRoutes []Route
+	// Defaults are the default routes through the link whose metrics the
+	// table's default route takes (defaultMetrics): prevResult's placed on
+	// this interface, then main's (MainDefaultsVia, added by Resolve and
+	// Verify).
+	Defaults []Route
 }
 
 // Plan is the complete wanted state for a set of interfaces.
@@ -257,7 +268,7 @@ func Build(ifaces []Interface, rejects []Route) (Plan, error) {
 			fam := FamilyOf(gw)
 			own = append(own, Route{
 				Table: ifc.Table, Dst: defaultPrefix(fam), Type: Unicast, Scope: ScopeUniverse,
-				LinkIndex: ifc.Index, Gateway: gw,
+				LinkIndex: ifc.Index, Gateway: gw, Metrics: defaultMetrics(ifc.Defaults, gw),
 			})
 			families[fam] = true
 		}

@@ -1,6 +1,9 @@
 package plan
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
 // Foreign describes one object in a table that is not ours: what it is and
 // the rtnetlink protocol that installed it, for naming it in a refusal.
@@ -133,6 +136,7 @@ func Resolve(s Settings, cands []Candidate, obs Observed) (Resolution, error) {
 			}
 		}
 		ifc.MainRoutes = MainRoutesVia(obs.Main, ifc.Index)
+		ifc.Defaults = slices.Concat(ifc.Defaults, MainDefaultsVia(obs.Main, ifc.Index))
 		res.Interfaces = append(res.Interfaces, ifc)
 	}
 	p, err := Build(res.Interfaces, obs.MainRejects)

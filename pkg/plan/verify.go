@@ -1,6 +1,9 @@
 package plan
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
 // Checked is one interface CHECK verifies: its facts as ADD would gather
 // them now (Table, Priority and MainRoutes are Verify's to decide), what
@@ -40,6 +43,7 @@ func Verify(s Settings, checked []Checked, obs Observed) ([]string, error) {
 		}
 		ifc.Priority = s.RulePriority(ifc.Table)
 		ifc.MainRoutes = MainRoutesVia(obs.Main, ifc.Index)
+		ifc.Defaults = slices.Concat(ifc.Defaults, MainDefaultsVia(obs.Main, ifc.Index))
 		if c.SubnetsAsInstalled {
 			ifc.Subnets = InstalledSubnets(obs.Routes, ifc.Table, ifc.Index)
 		}

@@ -46,8 +46,8 @@ func logSettings(stdin []byte) (file, level string) {
 	}
 	_ = json.Unmarshal(stdin, &c)
 	file, level = config.DefaultLogFile, config.DefaultLogLevel
-	if c.LogFile != "" {
-		file = c.LogFile
+	if c.LogFile != "" && config.CheckLogFile(c.LogFile) == nil {
+		file = c.LogFile // a relative one is refused by Parse, logged to the default
 	}
 	if c.LogLevel != "" {
 		if lvl, err := logging.ParseLevel(c.LogLevel); err == nil {

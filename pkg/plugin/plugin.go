@@ -110,7 +110,8 @@ type selected struct {
 	name     string
 	addrs    []netip.Prefix // from prevResult; nil in standalone mode
 	gateways []netip.Addr   // from prevResult; nil in standalone mode
-	routes   []plan.Route   // prevResult's other routes through it (Dst, Gateway)
+	routes   []plan.Route   // prevResult's other routes through it (Dst, Gateway, Metrics)
+	defaults []plan.Route   // prevResult's default routes through it (their metrics)
 	ifIndex  int            // index into prevResult.Interfaces, -1 standalone
 }
 
@@ -155,6 +156,7 @@ func selectInterfaces(cfg *config.Config, args *skel.CmdArgs) ([]selected, error
 			case plan.RouteOwner(r, owners) != j:
 			case r.Dst.Bits() == 0:
 				s.gateways = appendGateway(s.gateways, r.Gateway)
+				s.defaults = append(s.defaults, r)
 			default:
 				s.routes = append(s.routes, r)
 			}
@@ -202,7 +204,8 @@ func sandboxInterfaces(res *current.Result, netns string) []selected {
 }
 
 // prevRoutes returns prevResult's main-table routes as plan routes
-// (destination and gateway), skipping those that cannot be next hops.
+// (destination, gateway, CNI 1.1's mtu and advmss), skipping those that
+// cannot be next hops.
 func prevRoutes(res *current.Result) []plan.Route {
 	var out []plan.Route
 	for _, r := range res.Routes {
@@ -213,7 +216,7 @@ func prevRoutes(res *current.Result) []plan.Route {
 		if !ok {
 			continue
 		}
-		pr := plan.Route{Dst: dst.Masked(), Type: plan.Unicast}
+		pr := plan.Route{Dst: dst.Masked(), Type: plan.Unicast, Metrics: plan.Metrics{MTU: r.MTU, AdvMSS: r.AdvMSS}}
 		if gw, ok := netip.AddrFromSlice(r.GW); ok && r.GW != nil {
 			gw = gw.Unmap()
 			if plan.FamilyOf(gw) != plan.FamilyOf(dst.Addr()) || gw.IsUnspecified() || gw.IsMulticast() || gw.IsLoopback() {
@@ -276,7 +279,7 @@ func appendGateway(gws []netip.Addr, gw netip.Addr) []netip.Addr {
 // read. In standalone mode it also records on s the addresses and gateways
 // read from the link, which the ADD result reports.
 func (p *Plugin) interfaceFacts(cfg *config.Config, t *target, s *selected, link plan.Link, lk *lookups, i int) (plan.Interface, *ENIMetadata, error) {
-	ifc := plan.Interface{Name: s.name, Index: link.Index, Routes: s.routes}
+	ifc := plan.Interface{Name: s.name, Index: link.Index, Routes: s.routes, Defaults: s.defaults}
 	addrs := s.addrs
 	gateways := s.gateways
 	if cfg.PrevResult == nil {
