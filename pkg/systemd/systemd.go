@@ -1,17 +1,13 @@
-// Package systemd is the project's one door to systemd: it lists, stops,
-// runtime-masks and reset-fails units and reloads udev through systemd's
-// D-Bus API (github.com/coreos/go-systemd/v22/dbus), never by parsing
-// systemctl output. It prefers systemd's private socket /run/systemd/private
-// (root only, works without a dbus daemon, as on minbase Debian) and falls
-// back to the system bus.
-//
-// Only doctor, repair and ecs install use it; the CNI plugin's ADD/DEL path
-// never opens a connection.
 package systemd
+
+// Conn (this file) is the door doctor and repair use: list, stop,
+// runtime-mask, reset-failed, reload udev — systemd's D-Bus API, never
+// systemctl's output. Like ReloadUdev (udev.go) it prefers systemd's
+// private socket /run/systemd/private (root only, works without a dbus
+// daemon, as on minbase Debian) and falls back to the system bus.
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -29,10 +25,6 @@ type Unit struct {
 	ActiveState string `json:"active"`
 	SubState    string `json:"sub"`
 }
-
-// ErrNoSystemd says the host is not running systemd (no /run/systemd/system),
-// so there is no door to open.
-var ErrNoSystemd = errors.New("systemd is not running on this host (no /run/systemd/system)")
 
 // Running reports whether systemd is PID 1 under root, by the test
 // sd_booted(3) documents: /run/systemd/system exists.
@@ -120,16 +112,6 @@ func (c *Conn) ReloadUdev(ctx context.Context) error {
 		return fmt.Errorf("reloading %s: %w", UdevService, err)
 	}
 	return waitJob(ctx, "reloading "+UdevService, ch)
-}
-
-// ReloadUdev opens a door, reloads udevd's rules and closes the door.
-func ReloadUdev(ctx context.Context) error {
-	c, err := Open(ctx)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	return c.ReloadUdev(ctx)
 }
 
 // waitJob waits for a job's result; anything but "done" is an error.
