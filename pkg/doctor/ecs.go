@@ -2,6 +2,8 @@ package doctor
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"encoding/hex"
 	"fmt"
 	"os"
@@ -9,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/boundedread"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/ecsfront"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/ecsinstall"
 )
@@ -69,7 +72,7 @@ func (d *doctor) checkECS(ctx context.Context) {
 func (e *ecsCheck) checkConfigured() bool {
 	c := Check{ID: CheckECSFront}
 	defer func() { e.add(c) }()
-	v, ok, err := ecsinstall.ReadConfigValue(e.path(ecsfront.ECSConfig), ecsfront.PluginsPathVar)
+	v, ok, err := e.configValue(ecsfront.PluginsPathVar)
 	switch {
 	case err != nil:
 		c.Status, c.Summary = StatusWarn, fmt.Sprintf("cannot read %s: %v", ecsfront.ECSConfig, err)
@@ -153,11 +156,25 @@ func loadSettings(path string) (*ecsfront.Settings, error) {
 	if err := ecsinstall.CheckTrusted(path); err != nil {
 		return nil, err
 	}
-	b, err := os.ReadFile(path)
+	b, err := boundedread.File(path, maxConfFile)
 	if err != nil {
 		return nil, err
 	}
 	return ecsfront.ParseSettings(b)
+}
+
+// configValue reads key from ecs.config (bounded, never a FIFO); a missing
+// file sets nothing.
+func (e *ecsCheck) configValue(key string) (string, bool, error) {
+	b, err := e.readSmall(ecsfront.ECSConfig, maxConfFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	v, ok := ecsinstall.ConfigValue(b, key)
+	return v, ok, nil
 }
 
 // checkPlugins: every name the agent probes or runs resolves in DIR, and

@@ -1,6 +1,7 @@
 package doctor
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -84,7 +85,7 @@ func dedupe(in []string) []string {
 	return out
 }
 
-func (d *doctor) checkNetns() {
+func (d *doctor) checkNetns(ctx context.Context) {
 	c := Check{ID: CheckNetns}
 	byKey, order := d.collectNamespaces()
 	host, err := kernel.ThreadNetns() // the doctor's own (host) namespace, never under the root
@@ -94,6 +95,9 @@ func (d *doctor) checkNetns() {
 	var errs []string
 	var inHost bool
 	for _, k := range order {
+		if ctx.Err() != nil {
+			return // the caller reports the interruption
+		}
 		cand := byKey[k]
 		ns := Namespace{ID: k.String(), Paths: cand.paths, Host: hostOK && k == host, Rules: []string{}, Routes: []string{}, Tables: []int{}}
 		sort.Ints(cand.pids)
