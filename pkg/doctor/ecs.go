@@ -2,10 +2,10 @@ package doctor
 
 import (
 	"context"
-	"errors"
-	"io/fs"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"

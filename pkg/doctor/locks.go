@@ -123,4 +123,3 @@ func (d *doctor) locksVerdict() {
 	}
 	d.add(lc)
 }
-

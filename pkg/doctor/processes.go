@@ -218,4 +218,3 @@ func (d *doctor) processesVerdict() {
 	}
 	d.add(c)
 }
-

@@ -131,4 +131,3 @@ func (d *doctor) checkInstalled() {
 	}
 	d.add(c)
 }
-
