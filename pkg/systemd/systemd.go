@@ -8,11 +8,13 @@ package systemd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 
 	sd "github.com/coreos/go-systemd/v22/dbus"
+	godbus "github.com/godbus/dbus/v5"
 )
 
 // UdevService is the unit whose reload makes udevd re-read its rules.
@@ -126,3 +128,19 @@ func waitJob(ctx context.Context, what string, ch <-chan string) error {
 		return fmt.Errorf("%s: %w", what, ctx.Err())
 	}
 }
+
+// NoSuchUnit reports systemd's "unit not loaded" answer (the unit was
+// garbage-collected, so there is nothing to stop or reset).
+func NoSuchUnit(err error) bool {
+	var v godbus.Error
+	var p *godbus.Error
+	switch {
+	case errors.As(err, &v):
+		return v.Name == noSuchUnit
+	case errors.As(err, &p):
+		return p.Name == noSuchUnit
+	}
+	return false
+}
+
+const noSuchUnit = "org.freedesktop.systemd1.NoSuchUnit"

@@ -3,9 +3,12 @@ package systemd
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
+
+	godbus "github.com/godbus/dbus/v5"
 )
 
 func TestRunning(t *testing.T) {
@@ -27,5 +30,15 @@ func TestReloadUdevWithoutSystemd(t *testing.T) {
 	}
 	if err := ReloadUdev(context.Background()); !errors.Is(err, ErrNoSystemd) {
 		t.Fatalf("ReloadUdev without systemd: %v, want ErrNoSystemd", err)
+	}
+}
+
+func TestNoSuchUnit(t *testing.T) {
+	e := godbus.Error{Name: noSuchUnit, Body: []any{"Unit x.service not loaded."}}
+	if !NoSuchUnit(fmt.Errorf("stopping x: %w", e)) || !NoSuchUnit(&e) {
+		t.Error("NoSuchUnit does not recognise systemd's error")
+	}
+	if NoSuchUnit(errors.New("Unit x.service not loaded.")) || NoSuchUnit(nil) {
+		t.Error("NoSuchUnit matched a plain error")
 	}
 }
