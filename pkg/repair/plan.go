@@ -124,8 +124,11 @@ func planUnits(f *doctor.Findings) ([]Action, map[string]bool) {
 				stopped[in.iface] = true
 				stops = append(stops, Action{Kind: KindStop, Target: name, Why: fmt.Sprintf("%s %s/%s: %s", name, u.Active, u.Sub, gone)})
 			}
-			if stop || (listed && u.Active == "failed") {
-				resets = append(resets, Action{Kind: KindResetFailed, Target: name, Why: "clear its failed record once stopped (" + gone + ")"})
+			switch {
+			case stop:
+				resets = append(resets, Action{Kind: KindResetFailed, Target: name, Why: "a stopped start may end failed: clear the record (" + gone + ")"})
+			case listed && u.Active == "failed":
+				resets = append(resets, Action{Kind: KindResetFailed, Target: name, Why: fmt.Sprintf("%s/%s: clear the record (%s)", u.Active, u.Sub, gone)})
 			}
 			masked := (listed && u.Load == "masked") || slices.Contains(f.RuntimeMasked, name)
 			if !masked {
