@@ -1,6 +1,7 @@
 package doctor
 
 import (
+	"bytes"
 	"context"
 	"path"
 	"strings"
@@ -56,4 +57,11 @@ func unitsOf(us []systemd.Unit, exists func(string) bool) []Unit {
 		out = append(out, toUnit(su, exists))
 	}
 	return out
+}
+
+// mainRun runs the CLI with ctx.
+func mainRun(ctx context.Context, args ...string) (int, string, string) {
+	var stdout, stderr bytes.Buffer
+	code := mainWith(ctx, args, &stdout, &stderr, "test", nil)
+	return code, stdout.String(), stderr.String()
 }
