@@ -54,6 +54,9 @@ func Open(ctx context.Context) (*Conn, error) {
 			return nil, fmt.Errorf("connecting to systemd: private socket: %v; system bus: %w", err, err2)
 		}
 	}
+	// Jobs (Stop, ReloadUdev) are waited on through JobRemoved, which
+	// systemd sends to every private-socket client; as root (repair) the
+	// private socket is what we get.
 	return &Conn{c: c}, nil
 }
 
