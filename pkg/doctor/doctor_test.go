@@ -551,7 +551,9 @@ func TestPolicyRoutesArgsInterpreterForms(t *testing.T) {
 	}
 }
 
-// README's Migrate steps, applied to the affected host plus a live lock
+// The manual cure (udev override, units stopped and masked, doctor
+// --stale-locks | xargs rm; README now documents repair --apply, tested in
+// pkg/repair), applied to the affected host plus a live lock
 // whose owner runs as `bash -x setup-policy-routes`, reach exit 0: the
 // PID-reused lock is removed by step 3, the live one is kept.
 func TestReadmeCleanupReachesHealthy(t *testing.T) {

@@ -469,3 +469,46 @@ func TestJSONShape(t *testing.T) {
 		t.Errorf("--apply: exit %d\n%s", code, out.String())
 	}
 }
+
+// README's cure (Migrate: doctor, repair, repair --apply) reaches healthy
+// on the bug report's host plus a live lock whose owner runs as
+// `bash -x setup-policy-routes`, which it keeps.
+func TestReadmeCureReachesHealthy(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec := string(b)
+	if i := strings.Index(sec, "## Migrate an affected host"); i >= 0 {
+		sec = sec[i:]
+	}
+	if i := strings.Index(sec[3:], "\n## "); i >= 0 {
+		sec = sec[:i+3]
+	}
+	for _, step := range []string{"\nec2-policy-routes doctor ", "\nec2-policy-routes repair ", "\nec2-policy-routes repair --apply "} {
+		if !strings.Contains(sec, step) {
+			t.Errorf("README's Migrate section lacks the step %q", strings.TrimSpace(step))
+		}
+	}
+	h := newFakeHost(t)
+	h.affected()
+	h.mkdir("/sys/class/net/ens7")
+	h.write("/proc/5200/cmdline", "bash\x00-x\x00/usr/bin/setup-policy-routes\x00ens7\x00start\x00")
+	h.lock("ens7", "5200\n")
+	h.unit("policy-routes@ens7.service", "loaded", "activating", "start")
+	if r, err := Run(context.Background(), h, false); err != nil || r.Healthy {
+		t.Fatalf("doctor/repair before: %v healthy=%v", err, r.Healthy)
+	}
+	r, err := Run(context.Background(), h, true)
+	if err != nil || !r.Healthy {
+		t.Fatalf("repair --apply: %v\n%s", err, Text(r))
+	}
+	if _, err := os.Stat(filepath.Join(h.root, doctor.LockDir, "ens7")); err != nil {
+		t.Errorf("the live lock of `bash -x setup-policy-routes ens7` was removed: %v", err)
+	}
+	for _, a := range r.Actions {
+		if strings.Contains(a.Target, "ens7") {
+			t.Errorf("touched ens7: %+v", a)
+		}
+	}
+}
