@@ -114,7 +114,7 @@ func TestDoctorHostileLockFiles(t *testing.T) {
 		}
 		return 0, string(out)
 	}
-	if code, out := run(); code != 1 || !strings.Contains(out, "ecsfifo: not a regular file") || !strings.Contains(out, "ecs with blank: holds no PID: too large") {
+	if code, out := run(); code != 1 || !strings.Contains(out, "ecsfifo: not a regular file") || !strings.Contains(out, "ecs with blank: holds no PID: file too large") {
 		t.Errorf("exit %d:\n%s", code, out)
 	}
 	code, out := run("--stale-locks0")

@@ -63,9 +63,9 @@ func (d *doctor) lockFile(name string, running map[int]bool) LockFile {
 	switch {
 	case errors.Is(err, boundedread.ErrNotRegular):
 		// A FIFO or device: never a noclobber PID file, nobody holds it.
-		lf.Stale, lf.Reason = true, "not a regular file: holds no PID ("+errDetail(err)+")"
+		lf.Stale, lf.Reason = true, errDetail(err)+": holds no PID"
 	case errors.Is(err, boundedread.ErrTooLarge):
-		lf.Stale, lf.Reason = true, "holds no PID: too large for one ("+errDetail(err)+")"
+		lf.Stale, lf.Reason = true, "holds no PID: "+errDetail(err)
 	case err != nil:
 		lf.Reason = "unreadable: " + err.Error()
 	case perr != nil || pid <= 0:
