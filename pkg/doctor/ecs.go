@@ -14,6 +14,7 @@ import (
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/boundedread"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/ecsfront"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/ecsinstall"
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/udevoverride"
 )
 
 // ECS front check IDs.
@@ -22,6 +23,7 @@ const (
 	CheckECSPlugins  = "ecs_front_plugins"
 	CheckECSUpstream = "ecs_front_upstream"
 	CheckECSBinary   = "ecs_front_binary"
+	CheckECSUdev     = "ecs_front_udev_override"
 )
 
 // PackageBinary is the package's copy the fronts must match.
@@ -51,7 +53,7 @@ type ecsCheck struct {
 func (d *doctor) checkECS(ctx context.Context) {
 	e := &ecsCheck{doctor: d, front: &ECSFront{Config: ecsfront.ECSConfig, Missing: []string{}, Stale: []string{}}}
 	if !e.checkConfigured() {
-		for _, id := range []string{CheckECSPlugins, CheckECSUpstream, CheckECSBinary} {
+		for _, id := range []string{CheckECSPlugins, CheckECSUpstream, CheckECSBinary, CheckECSUdev} {
 			d.add(Check{ID: id, Status: StatusSkip, Summary: "no ECS front configured"})
 		}
 		return
@@ -65,6 +67,7 @@ func (d *doctor) checkECS(ctx context.Context) {
 	e.checkPlugins()
 	e.checkUpstream(ctx)
 	e.checkBinary()
+	e.checkUdevOverride()
 }
 
 // checkConfigured reads ECS_CNI_PLUGINS_PATH; it reports whether a front
@@ -290,6 +293,33 @@ func (e *ecsCheck) checkBinary() {
 		c.Hint = "ec2-policy-routes ecs refresh (or ecs install); the package's post-install does it on upgrade"
 	} else {
 		c.Status, c.Summary = StatusOK, "fronts match "+PackageBinary+" (sha256 "+short(want)+")"
+	}
+	e.add(c)
+}
+
+// checkUdevOverride: a front's host has the udev override where
+// ec2-net-utils' rule is installed; without it every task ENI the agent
+// hands back (ecs*) starts policy-routes@ units (the stuck processes).
+func (e *ecsCheck) checkUdevOverride() {
+	c := Check{ID: CheckECSUdev}
+	st, err := udevoverride.Inspect(e.root)
+	vendor := e.exists("/usr/lib/udev/rules.d/"+UdevRuleName) || e.exists("/lib/udev/rules.d/"+UdevRuleName)
+	switch {
+	case err != nil:
+		c.Status, c.Summary = StatusWarn, "cannot read "+udevoverride.Path+": "+err.Error()
+	case st == udevoverride.Ours:
+		c.Status, c.Summary = StatusOK, udevoverride.Path+" (ec2-policy-routes) is in place"
+	case st == udevoverride.Foreign:
+		c.Status, c.Summary = StatusSkip, udevoverride.Path+" is not ours (judged by "+CheckUdev+")"
+	case !vendor:
+		c.Status, c.Summary = StatusOK, "ec2-net-utils' udev rule is not installed: no override needed"
+	case st == udevoverride.OursOutdated:
+		c.Status, c.Summary = StatusWarn, udevoverride.Path+" is another release's override"
+		c.Hint = "ec2-policy-routes repair --apply, or re-run ec2-policy-routes ecs install (rewrites it)"
+	default:
+		c.Status = StatusWarn
+		c.Summary = "the ECS front's host lacks the udev override: ec2-net-utils starts policy-routes@ for every task ENI the agent hands back (ecs*)"
+		c.Hint = "ec2-policy-routes repair --apply, or re-run ec2-policy-routes ecs install (places " + udevoverride.Path + ")"
 	}
 	e.add(c)
 }
