@@ -302,11 +302,11 @@ func (e *ecsCheck) checkBinary() {
 // hands back (ecs*) starts policy-routes@ units (the stuck processes).
 func (e *ecsCheck) checkUdevOverride() {
 	c := Check{ID: CheckECSUdev}
-	st, err := udevoverride.Inspect(e.root)
-	vendor := e.exists("/usr/lib/udev/rules.d/"+UdevRuleName) || e.exists("/lib/udev/rules.d/"+UdevRuleName)
+	u := e.f.Udev // read once with the other findings
+	st, vendor := u.State, u.Vendor != ""
 	switch {
-	case err != nil:
-		c.Status, c.Summary = StatusWarn, "cannot read "+udevoverride.Path+": "+err.Error()
+	case u.StateErr != "":
+		c.Status, c.Summary = StatusWarn, "cannot read "+udevoverride.Path+": "+u.StateErr
 	case st == udevoverride.Ours:
 		c.Status, c.Summary = StatusOK, udevoverride.Path+" (ec2-policy-routes) is in place"
 	case st == udevoverride.Foreign:
