@@ -29,6 +29,17 @@ type Findings struct {
 	RuntimeMasked []string `json:"runtime_masked,omitempty"`
 	// Udev is the udev override state.
 	Udev Udev `json:"udev"`
+	// Netns is the namespace scan (unless Options.SkipNetns).
+	Netns Netns `json:"netns"`
+}
+
+// Netns is what the namespace scan found: the namespaces holding rules or
+// routes of ours, and those that could not be read.
+type Netns struct {
+	Read       bool        `json:"read"`
+	Scanned    int         `json:"scanned"`
+	Namespaces []Namespace `json:"namespaces"`
+	Errors     []string    `json:"errors,omitempty"`
 }
 
 func newFindings(root string) *Findings {
@@ -36,7 +47,7 @@ func newFindings(root string) *Findings {
 }
 
 // Read reads the host's findings (processes, lock files, units, udev
-// override) without judging them.
+// override, namespaces) without judging them.
 func Read(ctx context.Context, o Options) (*Findings, error) {
 	d, err := newDoctor(o)
 	if err != nil {
@@ -58,6 +69,12 @@ func (d *doctor) read(ctx context.Context) error {
 	}
 	d.readUnits(ctx)
 	d.readUdev()
+	if !d.opts.SkipNetns {
+		d.f.Netns.Read = true
+		if err := d.readNetns(ctx); err != nil {
+			return err
+		}
+	}
 	return ctx.Err()
 }
 

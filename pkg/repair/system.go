@@ -28,9 +28,12 @@ func (s *System) opts() doctor.Options {
 	return doctor.Options{Root: "/", Units: s.Conn, Version: s.Version}
 }
 
-// Read reads the findings.
+// Read reads the findings repair plans from (no namespace scan: repair
+// does not change namespaces; Check scans them).
 func (s *System) Read(ctx context.Context) (*doctor.Findings, error) {
-	return doctor.Read(ctx, s.opts())
+	o := s.opts()
+	o.SkipNetns = true
+	return doctor.Read(ctx, o)
 }
 
 // Check runs the doctor's checks.
