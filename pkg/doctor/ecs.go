@@ -3,12 +3,15 @@ package doctor
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/boundedread"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/ecsfront"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/ecsinstall"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/udevoverride"
@@ -72,7 +75,7 @@ func (d *doctor) checkECS(ctx context.Context) {
 func (e *ecsCheck) checkConfigured() bool {
 	c := Check{ID: CheckECSFront}
 	defer func() { e.add(c) }()
-	v, ok, err := ecsinstall.ReadConfigValue(e.path(ecsfront.ECSConfig), ecsfront.PluginsPathVar)
+	v, ok, err := e.configValue(ecsfront.PluginsPathVar)
 	switch {
 	case err != nil:
 		c.Status, c.Summary = StatusWarn, fmt.Sprintf("cannot read %s: %v", ecsfront.ECSConfig, err)
@@ -156,11 +159,25 @@ func loadSettings(path string) (*ecsfront.Settings, error) {
 	if err := ecsinstall.CheckTrusted(path); err != nil {
 		return nil, err
 	}
-	b, err := os.ReadFile(path)
+	b, err := boundedread.File(path, maxConfFile)
 	if err != nil {
 		return nil, err
 	}
 	return ecsfront.ParseSettings(b)
+}
+
+// configValue reads key from ecs.config (bounded, never a FIFO); a missing
+// file sets nothing.
+func (e *ecsCheck) configValue(key string) (string, bool, error) {
+	b, err := e.readSmall(ecsfront.ECSConfig, maxConfFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	v, ok := ecsinstall.ConfigValue(b, key)
+	return v, ok, nil
 }
 
 // checkPlugins: every name the agent probes or runs resolves in DIR, and
@@ -285,11 +302,11 @@ func (e *ecsCheck) checkBinary() {
 // hands back (ecs*) starts policy-routes@ units (the stuck processes).
 func (e *ecsCheck) checkUdevOverride() {
 	c := Check{ID: CheckECSUdev}
-	st, err := udevoverride.Inspect(e.root)
-	vendor := e.exists("/usr/lib/udev/rules.d/"+UdevRuleName) || e.exists("/lib/udev/rules.d/"+UdevRuleName)
+	u := e.f.Udev // read once with the other findings
+	st, vendor := u.State, u.Vendor != ""
 	switch {
-	case err != nil:
-		c.Status, c.Summary = StatusWarn, "cannot read "+udevoverride.Path+": "+err.Error()
+	case u.StateErr != "":
+		c.Status, c.Summary = StatusWarn, "cannot read "+udevoverride.Path+": "+u.StateErr
 	case st == udevoverride.Ours:
 		c.Status, c.Summary = StatusOK, udevoverride.Path+" (ec2-policy-routes) is in place"
 	case st == udevoverride.Foreign:

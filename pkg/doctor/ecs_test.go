@@ -45,7 +45,7 @@ func (f *fixture) ecsInstall() string {
 
 func runECS(t *testing.T, f *fixture) *Report {
 	t.Helper()
-	r, err := Run(context.Background(), Options{Root: f.root, Systemctl: "none", SkipNetns: true})
+	r, err := Run(context.Background(), Options{Root: f.root, SkipUnits: true, SkipNetns: true})
 	if err != nil {
 		t.Fatal(err)
 	}
