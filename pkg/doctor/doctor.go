@@ -8,7 +8,7 @@
 // lists, per network namespace, the rules and routes this plugin owns.
 //
 // The host's state is read once into Findings (findings.go: processes,
-// lock files, units, the udev override), plain data that the doctor judges
+// lock files, units and their enablement, the udev override), plain data that the doctor judges
 // and `repair` plans from. Files are read with pkg/boundedread (regular
 // files only, non-blocking, bounded) and every step honours the context.
 //
@@ -215,6 +215,7 @@ func (d *doctor) judge(ctx context.Context) error {
 	d.processesVerdict()
 	d.locksVerdict()
 	d.unitsVerdict()
+	d.enablementVerdict()
 	d.udevVerdict()
 	d.checkRtProtos()
 	d.checkNetworkd()

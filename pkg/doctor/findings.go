@@ -27,6 +27,9 @@ type Findings struct {
 	// RuntimeMasked names units masked in /run/systemd/system (a runtime
 	// mask systemd no longer lists once it dropped the unit).
 	RuntimeMasked []string `json:"runtime_masked,omitempty"`
+	// Enablement is what /etc/systemd/system holds of policy-routes
+	// instances (read from the filesystem: systemd not needed).
+	Enablement Enablement `json:"enablement"`
 	// Udev is the udev override state.
 	Udev Udev `json:"udev"`
 	// Netns is the namespace scan (unless Options.SkipNetns).
@@ -43,11 +46,11 @@ type Netns struct {
 }
 
 func newFindings(root string) *Findings {
-	return &Findings{Root: root, Processes: []Process{}, LockFiles: []LockFile{}, Units: []Unit{}}
+	return &Findings{Root: root, Processes: []Process{}, LockFiles: []LockFile{}, Units: []Unit{}, Enablement: Enablement{Links: []EnabledLink{}}}
 }
 
-// Read reads the host's findings (processes, lock files, units, udev
-// override, namespaces) without judging them.
+// Read reads the host's findings (processes, lock files, units, their
+// enablement, udev override, namespaces) without judging them.
 func Read(ctx context.Context, o Options) (*Findings, error) {
 	d, err := newDoctor(o)
 	if err != nil {
@@ -68,6 +71,9 @@ func (d *doctor) read(ctx context.Context) error {
 		return err
 	}
 	d.readUnits(ctx)
+	if err := d.readEnablement(ctx); err != nil {
+		return err
+	}
 	d.readUdev()
 	if !d.opts.SkipNetns {
 		d.f.Netns.Read = true

@@ -18,6 +18,8 @@ type Host interface {
 	Check(ctx context.Context) (*doctor.Report, error)
 	Stop(ctx context.Context, unit string) error
 	ResetFailed(ctx context.Context, unit string) error
+	// Disable removes the units' enablement links in /etc (one call).
+	Disable(ctx context.Context, units []string) error
 	// MaskRuntime masks units in /run/systemd (gone at reboot).
 	MaskRuntime(ctx context.Context, units []string) error
 	ReloadUdev(ctx context.Context) error
@@ -25,6 +27,9 @@ type Host interface {
 	PlaceUdevOverride() (changed bool, err error)
 	// RemoveLock removes a lock file (a path below the host's root).
 	RemoveLock(path string) error
+	// RemoveEmptyDir removes an empty directory named after a
+	// policy-routes instance in /etc/systemd/system (gone already is done).
+	RemoveEmptyDir(path string) error
 }
 
 // Result is what repair planned, did and left; its JSON is the documented
@@ -73,21 +78,19 @@ func Run(ctx context.Context, h Host, apply bool) (*Result, error) {
 }
 
 // execute makes the actions in plan order: the udev override, the units
-// (masks in one call: one daemon reload), then the locks against a fresh
-// read, since stopping units ends their stuck owners.
+// (disables, then masks, in one call each: one daemon reload each), the
+// emptied directories, then the locks against a fresh read, since stopping
+// units ends their stuck owners.
 func execute(ctx context.Context, h Host, actions []Action) error {
-	var masks []int
+	batched := map[string]func(context.Context, []string) error{KindDisable: h.Disable, KindMask: h.MaskRuntime}
 	locksFrom := len(actions)
 	for i := range actions {
 		a := &actions[i]
-		switch a.Kind {
-		case KindMask:
-			masks = append(masks, i)
+		switch {
+		case a.Kind == KindRemoveLock:
+			locksFrom = min(locksFrom, i)
 			continue
-		case KindRemoveLock:
-			if i < locksFrom {
-				locksFrom = i
-			}
+		case batched[a.Kind] != nil, a.Kind == KindRemoveDir:
 			continue
 		}
 		if err := ctx.Err(); err != nil {
@@ -98,17 +101,42 @@ func execute(ctx context.Context, h Host, actions []Action) error {
 			skipReload(actions)
 		}
 	}
-	if len(masks) > 0 {
-		var names []string
-		for _, i := range masks {
-			names = append(names, actions[i].Target)
+	for _, kind := range []string{KindDisable, KindMask} {
+		if err := batch(ctx, actions, kind, batched[kind]); err != nil {
+			return err
 		}
-		err := h.MaskRuntime(ctx, names)
-		for _, i := range masks {
-			setResult(&actions[i], err)
+	}
+	for i := range actions {
+		if a := &actions[i]; a.Kind == KindRemoveDir {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			setResult(a, h.RemoveEmptyDir(a.Target))
 		}
 	}
 	return removeLocks(ctx, h, actions[locksFrom:])
+}
+
+// batch makes all actions of kind in one call.
+func batch(ctx context.Context, actions []Action, kind string, do func(context.Context, []string) error) error {
+	var idx []int
+	var names []string
+	for i, a := range actions {
+		if a.Kind == kind {
+			idx, names = append(idx, i), append(names, a.Target)
+		}
+	}
+	if len(idx) == 0 {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	err := do(ctx, names)
+	for _, i := range idx {
+		setResult(&actions[i], err)
+	}
+	return nil
 }
 
 func doOne(ctx context.Context, h Host, a *Action) error {

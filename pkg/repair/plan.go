@@ -1,7 +1,8 @@
 // Package repair cures a host of the ec2-net-utils stuck-loop failure the
 // doctor detects: it places the udev override (and reloads udev), stops,
-// runtime-masks and reset-fails the policy-routes units of interfaces that
-// are gone, and removes the lock files nobody holds. The actions are a pure
+// disables, runtime-masks and reset-fails the policy-routes units of
+// interfaces that are gone (and removes the emptied <unit>.wants
+// directories named after them), and removes the lock files nobody holds. The actions are a pure
 // function of the doctor's findings (Plan), so a dry run shows exactly what
 // --apply does; Apply goes through one Host interface (the systemd door and
 // the file operations), which tests fake.
@@ -9,6 +10,7 @@ package repair
 
 import (
 	"fmt"
+	"path"
 	"slices"
 	"sort"
 	"strings"
@@ -23,7 +25,9 @@ const (
 	KindReloadUdev  = "reload-udev"
 	KindStop        = "stop"
 	KindResetFailed = "reset-failed"
+	KindDisable     = "disable"
 	KindMask        = "mask-runtime"
+	KindRemoveDir   = "remove-empty-dir"
 	KindRemoveLock  = "remove-lock"
 )
 
@@ -45,14 +49,23 @@ var unitKinds = []struct{ prefix, suffix string }{
 }
 
 // Plan derives the actions from the findings, in the order Apply makes
-// them: udev override and reload, stops, reset-failed, runtime masks, lock
-// removals. Notes say what is deliberately left alone. It never names a
+// them: udev override and reload, stops, reset-failed, disables (before the
+// masks: systemd does not disable a masked unit), runtime masks, emptied
+// directory removals, lock removals. Notes say what is deliberately left alone. It never names a
 // template (no instance) or a unit of a present interface, and never a
 // lock held by a live setup-policy-routes of a present interface.
 func Plan(f *doctor.Findings) (actions []Action, notes []string) {
 	actions, notes = planUdev(f.Udev)
 	units, stopped := planUnits(f)
-	actions = append(actions, units...)
+	disables, dirs := planEnablement(f.Enablement)
+	masksFrom := slices.IndexFunc(units, func(a Action) bool { return a.Kind == KindMask })
+	if masksFrom < 0 {
+		masksFrom = len(units)
+	}
+	actions = append(actions, units[:masksFrom]...)
+	actions = append(actions, disables...)
+	actions = append(actions, units[masksFrom:]...)
+	actions = append(actions, dirs...)
 	actions = append(actions, planLocks(f.LockFiles, stopped)...)
 	return actions, notes
 }
@@ -155,4 +168,49 @@ func planLocks(locks []doctor.LockFile, stopped map[string]bool) []Action {
 		}
 	}
 	return out
+}
+
+// planEnablement disables the policy-routes instances enabled for missing
+// interfaces (one action per unit, however many links enable it) and
+// removes the <unit>.wants/.requires directories named after a missing
+// interface that hold nothing but those links (systemd may leave them
+// empty). Never a template, never a present interface's unit or directory.
+func planEnablement(e doctor.Enablement) (disables, dirs []Action) {
+	gone := map[string]bool{} // link paths the disables remove
+	byUnit := map[string][]string{}
+	var units []string
+	for _, l := range e.MissingLinks() {
+		if l.Interface == "" || !doctor.EnabledUnitName(l.Unit) {
+			continue
+		}
+		if byUnit[l.Unit] == nil {
+			units = append(units, l.Unit)
+		}
+		byUnit[l.Unit] = append(byUnit[l.Unit], l.Path)
+		gone[l.Path] = true
+	}
+	sort.Strings(units)
+	for _, u := range units {
+		disables = append(disables, Action{Kind: KindDisable, Target: u,
+			Why: fmt.Sprintf("enabled by %s; interface %s is missing from /sys/class/net (ec2-net-utils' udev remove never disabled it)",
+				strings.Join(byUnit[u], " "), doctor.UnitInstance(u))})
+	}
+	for _, d := range e.Dirs {
+		if d.Interface == "" || d.InterfaceExists || !onlyGone(d, gone) {
+			continue
+		}
+		dirs = append(dirs, Action{Kind: KindRemoveDir, Target: d.Path,
+			Why: fmt.Sprintf("named after interface %s, missing from /sys/class/net; empty once its enablement is disabled", d.Interface)})
+	}
+	return disables, dirs
+}
+
+// onlyGone: every entry of the directory is a link the disables remove.
+func onlyGone(d doctor.UnitDir, gone map[string]bool) bool {
+	for _, name := range d.Entries {
+		if !gone[path.Join(d.Path, name)] {
+			return false
+		}
+	}
+	return true
 }

@@ -190,6 +190,35 @@ func (h *fakeHost) MaskRuntime(_ context.Context, units []string) error {
 	return nil
 }
 
+// Disable removes the units' links from /etc/systemd/system/*.wants and
+// *.requires, as systemd does; like systemd 252 it may leave the emptied
+// directories (repair removes those it names).
+func (h *fakeHost) Disable(_ context.Context, units []string) error {
+	if err := h.call("disable " + strings.Join(units, " ")); err != nil {
+		return err
+	}
+	for _, u := range units {
+		for _, kind := range []string{"*.wants", "*.requires"} {
+			links, _ := filepath.Glob(filepath.Join(h.root, doctor.UnitConfigDir, kind, u))
+			for _, l := range links {
+				if fi, err := os.Lstat(l); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+					if err := os.Remove(l); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (h *fakeHost) RemoveEmptyDir(p string) error {
+	if err := h.call("remove-empty-dir " + p); err != nil {
+		return err
+	}
+	return removeEmptyDir(h.root, p)
+}
+
 func (h *fakeHost) ReloadUdev(context.Context) error { return h.call("reload-udev") }
 
 func (h *fakeHost) PlaceUdevOverride() (bool, error) {

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/doctor"
@@ -54,6 +55,13 @@ func (s *System) ResetFailed(ctx context.Context, unit string) error {
 	return ignoreNoSuchUnit(s.Conn.ResetFailed(ctx, unit))
 }
 
+// Disable removes the units' enablement links in /etc/systemd/system.
+func (s *System) Disable(ctx context.Context, units []string) error {
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	return s.Conn.Disable(ctx, units)
+}
+
 // MaskRuntime masks units until reboot.
 func (s *System) MaskRuntime(ctx context.Context, units []string) error {
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
@@ -78,6 +86,35 @@ func (s *System) RemoveLock(p string) error {
 	}
 	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
+	}
+	return nil
+}
+
+// RemoveEmptyDir removes an empty directory of /etc/systemd/system named
+// after a policy-routes instance, nothing else: rmdir(2) never removes a
+// non-empty directory, and a link or file of that name is refused.
+func (s *System) RemoveEmptyDir(p string) error { return removeEmptyDir("/", p) }
+
+func removeEmptyDir(root, p string) error {
+	p = filepath.Clean(p)
+	if filepath.Dir(p) != doctor.UnitConfigDir || doctor.UnitDirInstance(filepath.Base(p)) == "" {
+		return errors.New("refusing to remove " + p + ": not a policy-routes instance's directory in " + doctor.UnitConfigDir)
+	}
+	full := filepath.Join(root, p)
+	fi, err := os.Lstat(full)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil // systemd removed it with the last link
+	case err != nil:
+		return err
+	case !fi.IsDir():
+		return errors.New("refusing to remove " + p + ": not a directory")
+	}
+	if err := syscall.Rmdir(full); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, syscall.EEXIST) {
+			return errors.New("left: " + p + " is not empty")
+		}
+		return &fs.PathError{Op: "rmdir", Path: p, Err: err}
 	}
 	return nil
 }

@@ -1,7 +1,7 @@
 package systemd
 
 // Conn (this file) is the door doctor and repair use: list, stop,
-// runtime-mask, reset-failed, reload udev — systemd's D-Bus API, never
+// disable, runtime-mask, reset-failed, reload udev — systemd's D-Bus API, never
 // systemctl's output. Like ReloadUdev (udev.go) it prefers systemd's
 // private socket /run/systemd/private (root only, works without a dbus
 // daemon, as on minbase Debian) and falls back to the system bus.
@@ -97,6 +97,69 @@ func (c *Conn) MaskRuntime(ctx context.Context, names []string) error {
 	}
 	if err := c.c.ReloadContext(ctx); err != nil {
 		return fmt.Errorf("reloading systemd after masking: %w", err)
+	}
+	return nil
+}
+
+// Disable removes the symlinks in /etc that enable units (systemctl
+// disable, one call for all) and reloads the manager. systemd skips a
+// masked unit ("masked, ignoring") and leaves its links, so a runtime mask
+// (an earlier repair's) is lifted for the call and put back; a mask in
+// /etc is not ours: its unit stays enabled and is named in the error.
+func (c *Conn) Disable(ctx context.Context, names []string) error {
+	if len(names) == 0 {
+		return nil
+	}
+	changes, err := c.c.DisableUnitFilesContext(ctx, names, false)
+	if err != nil {
+		return fmt.Errorf("disabling %v: %w", names, err)
+	}
+	if masked := maskedIn(changes); len(masked) > 0 {
+		if err := c.disableMasked(ctx, masked); err != nil {
+			return err
+		}
+	}
+	if err := c.c.ReloadContext(ctx); err != nil {
+		return fmt.Errorf("reloading systemd after disabling: %w", err)
+	}
+	return nil
+}
+
+// maskedIn names the units a DisableUnitFiles call skipped as masked.
+func maskedIn(changes []sd.DisableUnitFileChange) []string {
+	var out []string
+	for _, ch := range changes {
+		if ch.Type == "masked" {
+			out = append(out, filepath.Base(ch.Filename))
+		}
+	}
+	return out
+}
+
+// disableMasked lifts the runtime masks of names, disables them and masks
+// again exactly the ones it lifted.
+func (c *Conn) disableMasked(ctx context.Context, names []string) error {
+	lifted, err := c.c.UnmaskUnitFilesContext(ctx, names, true)
+	if err != nil {
+		return fmt.Errorf("lifting the runtime masks of %v to disable them: %w", names, err)
+	}
+	var relift []string
+	for _, ch := range lifted {
+		if ch.Type == "unlink" {
+			relift = append(relift, filepath.Base(ch.Filename))
+		}
+	}
+	changes, derr := c.c.DisableUnitFilesContext(ctx, names, false)
+	if len(relift) > 0 {
+		if _, err := c.c.MaskUnitFilesContext(ctx, relift, true, false); err != nil {
+			return fmt.Errorf("masking %v again after disabling: %w", relift, err)
+		}
+	}
+	switch still := maskedIn(changes); {
+	case derr != nil:
+		return fmt.Errorf("disabling masked %v: %w", names, derr)
+	case len(still) > 0:
+		return fmt.Errorf("%v masked in /etc (not by repair): their enablement is left", still)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	sd "github.com/coreos/go-systemd/v22/dbus"
 	godbus "github.com/godbus/dbus/v5"
 )
 
@@ -40,5 +41,18 @@ func TestNoSuchUnit(t *testing.T) {
 	}
 	if NoSuchUnit(errors.New("Unit x.service not loaded.")) || NoSuchUnit(nil) {
 		t.Error("NoSuchUnit matched a plain error")
+	}
+}
+
+// maskedIn reads the units DisableUnitFiles skipped as masked (systemd
+// names their mask's path) and nothing else.
+func TestMaskedIn(t *testing.T) {
+	got := maskedIn([]sd.DisableUnitFileChange{
+		{Type: "unlink", Filename: "/etc/systemd/system/setup-policy-routes@ecs1.service.wants/refresh-policy-routes@ecs1.timer"},
+		{Type: "masked", Filename: "/run/systemd/system/refresh-policy-routes@ecs2.timer"},
+		{Type: "dangling", Filename: "/etc/systemd/system/x.service"},
+	})
+	if len(got) != 1 || got[0] != "refresh-policy-routes@ecs2.timer" {
+		t.Errorf("maskedIn: %v", got)
 	}
 }
