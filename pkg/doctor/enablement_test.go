@@ -2,6 +2,8 @@ package doctor
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -114,6 +116,36 @@ func TestEnabledUnitName(t *testing.T) {
 	} {
 		if got := instanceDir(name); got != want {
 			t.Errorf("instanceDir(%q) = %q, want %q", name, got, want)
+		}
+	}
+}
+
+// README's doctor table has a row for every check the doctor emits.
+func TestReadmeTableListsEveryCheck(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec := string(b)
+	if i := strings.Index(sec, "### doctor"); i >= 0 {
+		sec = sec[i:]
+	}
+	if i := strings.Index(sec, "\n## "); i >= 0 {
+		sec = sec[:i]
+	}
+	var rows []string
+	for _, line := range strings.Split(sec, "\n") {
+		if strings.HasPrefix(line, "| `") {
+			rows = append(rows, strings.SplitN(line, " | ", 2)[0])
+		}
+	}
+	r, err := Run(context.Background(), Options{Root: newFixture(t).root, SkipUnits: true, SkipNetns: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range r.Checks {
+		if !slices.ContainsFunc(rows, func(row string) bool { return strings.Contains(row, "`"+c.ID+"`") }) {
+			t.Errorf("README's doctor table lacks a row for %s", c.ID)
 		}
 	}
 }

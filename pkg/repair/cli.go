@@ -27,6 +27,12 @@ Cures this host of the amazon-ec2-net-utils stuck-loop failure that
                        refresh-policy-routes@X.timer of every X missing from
                        /sys/class/net (runtime masks: gone at reboot); never the @
                        templates, never a present interface's units;
+  disable              the same instances of every missing X enabled by a link in
+                       /etc/systemd/system/*.wants or *.requires (ec2-net-utils 2.7.x's
+                       udev add runs systemctl enable; its remove never ran for them):
+                       one call, before the masks; then
+  remove-empty-dir     the directories /etc/systemd/system/<name>@X.<type>.wants (or
+                       .requires) of missing X that held nothing else (rmdir);
   remove-lock          ec2-net-utils lock files whose owner is dead or is no
                        setup-policy-routes (and, once their units are stopped, those
                        of stuck owners), re-read before each removal; never a lock of
