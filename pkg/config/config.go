@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -319,16 +318,11 @@ func parseIMDS(in *IMDSConf, out *IMDS) error {
 	return nil
 }
 
-// CheckLogFile accepts an absolute path, or logging's "stderr" and "off".
+// CheckLogFile accepts an absolute path, or logging's "stderr" and "off"
+// (logging.CheckFile: the environment override is held to the same rule).
 // A relative path would put the log and its .lock sidecar wherever the
 // runtime happens to run the plugin from.
-func CheckLogFile(path string) error {
-	if path == logging.FileStderr || path == logging.FileOff || filepath.IsAbs(path) {
-		return nil
-	}
-	return fmt.Errorf("%q is a relative path: it must be absolute (or %q, %q), or the log and its .lock would land in the runtime's working directory",
-		path, logging.FileStderr, logging.FileOff)
-}
+func CheckLogFile(path string) error { return logging.CheckFile(path) }
 
 // ValidateIfName applies the kernel's rules for interface names, which also
 // keeps a name from being a path.

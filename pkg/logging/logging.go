@@ -115,7 +115,11 @@ func (o Options) withEnv() Options {
 		stderr = os.Stderr
 	}
 	if v := getenv(EnvFile); v != "" {
-		o.File = v
+		if err := CheckFile(v); err != nil {
+			notice(stderr, "%s: %v; ignoring it (logging to %s)", EnvFile, err, fileName(o.File))
+		} else {
+			o.File = v
+		}
 	}
 	if v := getenv(EnvLevel); v != "" {
 		if _, err := ParseLevel(v); err != nil {
@@ -141,6 +145,26 @@ func (o Options) withEnv() Options {
 		}
 	}
 	return o
+}
+
+// CheckFile accepts an absolute path, FileStderr and FileOff. A relative
+// path would put the log and its .lock sidecar wherever the runtime happens
+// to run the plugin from; the config's logFile, the front's settings and
+// the environment override all refuse one.
+func CheckFile(path string) error {
+	if path == FileStderr || path == FileOff || filepath.IsAbs(path) {
+		return nil
+	}
+	return fmt.Errorf("%q is a relative path: it must be absolute (or %q, %q), or the log and its .lock would land in the runtime's working directory",
+		path, FileStderr, FileOff)
+}
+
+// fileName names a file setting in a notice.
+func fileName(file string) string {
+	if file == "" {
+		return FileOff
+	}
+	return file
 }
 
 // ParseLevel maps debug|info|warn|error (any case; "warning" too; "" is

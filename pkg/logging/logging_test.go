@@ -507,3 +507,39 @@ func TestStuckLockHolderBoundsWrite(t *testing.T) {
 		t.Errorf("want one notice about the held lock, got %q", got)
 	}
 }
+
+// A relative EC2_POLICY_ROUTES_LOG_FILE is refused like a relative logFile
+// in the config: a notice says why, and the line goes where it would
+// without the override (the configured file, the default log unless the
+// config names another), never into the working directory.
+func TestEnvFileRelativeRefused(t *testing.T) {
+	dir, cwd := t.TempDir(), t.TempDir()
+	t.Chdir(cwd)
+	cfgPath := filepath.Join(dir, "cfg.log")
+	for _, rel := range []string{"p.log", "./p.log", "../p.log", "logs/p.log"} {
+		var stderr bytes.Buffer
+		log, closeFn := New(Options{File: cfgPath, Stderr: &stderr, Getenv: env(map[string]string{EnvFile: rel})})
+		log.Info("ADD")
+		closeFn()
+		if msg := stderr.String(); !strings.Contains(msg, EnvFile) || !strings.Contains(msg, "relative path") ||
+			!strings.Contains(msg, "ignoring it (logging to "+cfgPath+")") || strings.Count(msg, "\n") != 1 {
+			t.Errorf("%s: notice %q", rel, msg)
+		}
+	}
+	if lines := readLines(t, cfgPath); len(lines) != 4 {
+		t.Errorf("the configured log has %d lines, want 4", len(lines))
+	}
+	for _, p := range []string{filepath.Join(cwd, "p.log"), filepath.Join(cwd, "p.log.lock"), filepath.Join(cwd, "logs"), filepath.Join(filepath.Dir(cwd), "p.log")} {
+		if _, err := os.Lstat(p); err == nil {
+			t.Errorf("%s was created", p)
+		}
+	}
+	if err := CheckFile("/var/log/x.log"); err != nil {
+		t.Error(err)
+	}
+	for _, ok := range []string{FileStderr, FileOff} {
+		if err := CheckFile(ok); err != nil {
+			t.Error(err)
+		}
+	}
+}
