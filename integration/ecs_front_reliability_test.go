@@ -115,7 +115,7 @@ func TestECSFrontDelNetnsGone(t *testing.T) {
 // executes its upstream exactly once (a failed ADD: its ADD, then its DEL)
 // and nothing else: no shell, no ip, no other plugin.
 func TestECSFrontExecsOnlyUpstream(t *testing.T) {
-	rep := scenario(t, "X6", "the ECS front executes exactly its upstream, once per verb, and nothing else (strace -f)")
+	rep := scenario(t, "X8", "the ECS front executes exactly its upstream, once per verb, and nothing else (strace -f)")
 	strace := requireStrace(t)
 	l := newFrontLayout(t, nil)
 	task, eni := newTaskNS(t), newTaskENI(t, "10.0.15.20/24", "10.0.15.1")

@@ -509,7 +509,7 @@ func writeReport(path string, total time.Duration, code int) error {
 	b.WriteString("Every fault scenario asserts the exit code, the CNI error code and message, and that nothing of ours remains:\n" +
 		"no rule or route with protocol 236 (task namespaces and the host), no `eni-*`/`device-number-*` altname, no\n" +
 		"namespace lock held, no file in the invocation's private `TMPDIR`, no state record, no process of the\n" +
-		"invocation's process group, no Go panic or stack trace, never CNI code 999. The ECS front's scenarios (E*, X6)\n" +
+		"invocation's process group, no Go panic or stack trace, never CNI code 999. The ECS front's scenarios (E*, X8)\n" +
 		"drive the front as the agent does, with the fake vpc-eni upstream, and assert nothing of ours in the task\n" +
 		"namespace or the host, no namespace lock held, and the ENI back in the host under vpc-eni's DEL name.\n\n")
 	b.WriteString("Run it: `sudo make stress` (about 3 minutes on 2 cores). Sizes: `FUZZTIME` (per fuzz target, default 45s),\n" +
