@@ -102,6 +102,11 @@ func scenario(t *testing.T, id, title string) *recorder {
 	t.Helper()
 	rec := &scenarioRec{ID: id, Title: title, Test: t.Name()}
 	registry.Lock()
+	for _, r := range registry.recs {
+		if r.ID == id && r.Test != rec.Test { // two scenarios, one ID: docs/RELIABILITY.md would show both under it
+			t.Errorf("scenario ID %s is %s's already (%q): take the next free one", id, r.Test, r.Title)
+		}
+	}
 	registry.recs = append(registry.recs, rec)
 	registry.Unlock()
 	start := time.Now()
