@@ -173,8 +173,9 @@ func planLocks(locks []doctor.LockFile, stopped map[string]bool) []Action {
 // planEnablement disables the policy-routes instances enabled for missing
 // interfaces (one action per unit, however many links enable it) and
 // removes the <unit>.wants/.requires directories named after a missing
-// interface that hold nothing but those links (systemd may leave them
-// empty). Never a template, never a present interface's unit or directory.
+// interface that hold nothing but those links (systemd 252 removes such a
+// directory with its last link, verified on Debian 12; an older one, or an
+// emptied directory found as it is, is left to rmdir). Never a template, never a present interface's unit or directory.
 func planEnablement(e doctor.Enablement) (disables, dirs []Action) {
 	gone := map[string]bool{} // link paths the disables remove
 	byUnit := map[string][]string{}
@@ -200,7 +201,7 @@ func planEnablement(e doctor.Enablement) (disables, dirs []Action) {
 			continue
 		}
 		dirs = append(dirs, Action{Kind: KindRemoveDir, Target: d.Path,
-			Why: fmt.Sprintf("named after interface %s, missing from /sys/class/net; empty once its enablement is disabled", d.Interface)})
+			Why: fmt.Sprintf("named after interface %s, missing from /sys/class/net; empty once its enablement is disabled (systemd 252 removes it with the last link: then already done)", d.Interface)})
 	}
 	return disables, dirs
 }

@@ -191,8 +191,8 @@ func (h *fakeHost) MaskRuntime(_ context.Context, units []string) error {
 }
 
 // Disable removes the units' links from /etc/systemd/system/*.wants and
-// *.requires, as systemd does; like systemd 252 it may leave the emptied
-// directories (repair removes those it names).
+// *.requires, as systemd does; it leaves the emptied directories, as an
+// older systemd may (252 removes them: repair's rmdir then finds them gone).
 func (h *fakeHost) Disable(_ context.Context, units []string) error {
 	if err := h.call("disable " + strings.Join(units, " ")); err != nil {
 		return err
