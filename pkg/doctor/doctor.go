@@ -113,23 +113,24 @@ type Namespace struct {
 
 // Report is everything the doctor found.
 type Report struct {
-	Version           string      `json:"version"`
-	Time              time.Time   `json:"time"`
-	Hostname          string      `json:"hostname"`
-	Root              string      `json:"root"`
-	Healthy           bool        `json:"healthy"`
-	Problems          int         `json:"problems"`
-	Warnings          int         `json:"warnings"`
-	Checks            []Check     `json:"checks"`
-	Processes         []Process   `json:"setup_policy_routes_processes"`
-	LockFiles         []LockFile  `json:"lock_files"`
-	Units             []Unit      `json:"units"`
-	UnitsListed       bool        `json:"units_listed"`
-	Load              *Load       `json:"load,omitempty"`
-	NamespacesScanned int         `json:"namespaces_scanned"`
-	NamespaceErrors   int         `json:"namespace_errors"`
-	Namespaces        []Namespace `json:"namespaces"`
-	ECS               *ECSFront   `json:"ecs_front,omitempty"`
+	Version           string        `json:"version"`
+	Time              time.Time     `json:"time"`
+	Hostname          string        `json:"hostname"`
+	Root              string        `json:"root"`
+	Healthy           bool          `json:"healthy"`
+	Problems          int           `json:"problems"`
+	Warnings          int           `json:"warnings"`
+	Checks            []Check       `json:"checks"`
+	Processes         []Process     `json:"setup_policy_routes_processes"`
+	LockFiles         []LockFile    `json:"lock_files"`
+	Units             []Unit        `json:"units"`
+	UnitsListed       bool          `json:"units_listed"`
+	EnablementLinks   []EnabledLink `json:"enablement_links"`
+	Load              *Load         `json:"load,omitempty"`
+	NamespacesScanned int           `json:"namespaces_scanned"`
+	NamespaceErrors   int           `json:"namespace_errors"`
+	Namespaces        []Namespace   `json:"namespaces"`
+	ECS               *ECSFront     `json:"ecs_front,omitempty"`
 }
 
 // Options configures Run and Read.
@@ -189,6 +190,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	r := d.rep
 	r.Version, r.Time, r.Hostname = o.Version, now().UTC(), host
 	r.Processes, r.LockFiles, r.Units, r.UnitsListed = d.f.Processes, d.f.LockFiles, d.f.Units, d.f.UnitsListed
+	r.EnablementLinks = d.f.Enablement.Links
 	r.Namespaces, r.NamespacesScanned, r.NamespaceErrors = d.f.Netns.Namespaces, d.f.Netns.Scanned, len(d.f.Netns.Errors)
 	if r.Namespaces == nil {
 		r.Namespaces = []Namespace{}

@@ -149,3 +149,21 @@ func TestReadmeTableListsEveryCheck(t *testing.T) {
 		}
 	}
 }
+
+// The report carries the links; --prometheus counts them.
+func TestEnablementReportAndMetrics(t *testing.T) {
+	f := newFixture(t)
+	f.enablementHost()
+	code, out, _ := run(t, "--prometheus", "--root", f.root, "--systemctl", "none", "--skip-netns")
+	if code != 0 {
+		t.Fatalf("exit %d (a warning only)\n%s", code, out)
+	}
+	v := parseProm(t, out)
+	if v["ec2_policy_routes_doctor_policy_routes_enablement_links"] != "5" || v["ec2_policy_routes_doctor_policy_routes_enablement_missing_interface"] != "3" {
+		t.Errorf("metrics: links %q missing %q", v["ec2_policy_routes_doctor_policy_routes_enablement_links"], v["ec2_policy_routes_doctor_policy_routes_enablement_missing_interface"])
+	}
+	r, err := Run(context.Background(), Options{Root: f.root, SkipUnits: true, SkipNetns: true})
+	if err != nil || len(r.EnablementLinks) != 5 {
+		t.Errorf("report links: %v %+v", err, r.EnablementLinks)
+	}
+}

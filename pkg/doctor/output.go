@@ -85,6 +85,7 @@ func WritePrometheus(w io.Writer, r *Report) error {
 	m.checks(r)
 	m.netUtils(r)
 	m.units(r)
+	m.enablement(r)
 	m.host(r)
 	m.namespaces(r)
 	_, err := io.WriteString(w, m.b.String())
@@ -167,6 +168,19 @@ func (m *promWriter) units(r *Report) {
 	}
 	m.metric("policy_routes_units", "policy-routes@ and refresh-policy-routes@ units by ACTIVE state.", samples...)
 	m.metric("policy_routes_units_missing_interface", "Live policy-routes units whose interface is missing from /sys/class/net.", val(missingUnits))
+}
+
+// enablement: links in /etc/systemd/system that enable policy-routes
+// instances (read from the filesystem, with or without systemd).
+func (m *promWriter) enablement(r *Report) {
+	var missing int
+	for _, l := range r.EnablementLinks {
+		if !l.InterfaceExists {
+			missing++
+		}
+	}
+	m.metric("policy_routes_enablement_links", "Symlinks in /etc/systemd/system/*.wants and *.requires enabling policy-routes instances.", val(len(r.EnablementLinks)))
+	m.metric("policy_routes_enablement_missing_interface", "Of those, links for interfaces missing from /sys/class/net (repair --apply disables them).", val(missing))
 }
 
 // host: load and the ECS front.
