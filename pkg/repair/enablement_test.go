@@ -171,6 +171,8 @@ func TestRemoveEmptyDir(t *testing.T) {
 	full := etcUnits + "/policy-routes@ecs2.service.requires"
 	mk(empty)
 	mk(full + "/x.service")
+	mk("/sys/class/net/ens5")
+	mk(etcUnits + "/setup-policy-routes@ens5.service.wants")
 	mk(etcUnits + "/multi-user.target.wants")
 	mk("/tmp/setup-policy-routes@ecs3.service.wants")
 	if err := os.Symlink("/tmp/setup-policy-routes@ecs3.service.wants", filepath.Join(root, etcUnits, "setup-policy-routes@ecs3.service.wants")); err != nil {
@@ -191,7 +193,7 @@ func TestRemoveEmptyDir(t *testing.T) {
 			t.Errorf("%s: %v, want %q", p, err, wantErr)
 		}
 	}
-	for _, kept := range []string{full + "/x.service", etcUnits + "/multi-user.target.wants", "/tmp/setup-policy-routes@ecs3.service.wants"} {
+	for _, kept := range []string{full + "/x.service", etcUnits + "/setup-policy-routes@ens5.service.wants", etcUnits + "/multi-user.target.wants", "/tmp/setup-policy-routes@ecs3.service.wants"} {
 		if _, err := os.Lstat(filepath.Join(root, kept)); err != nil {
 			t.Errorf("%s removed: %v", kept, err)
 		}

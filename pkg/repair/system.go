@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -97,8 +98,12 @@ func (s *System) RemoveEmptyDir(p string) error { return removeEmptyDir("/", p) 
 
 func removeEmptyDir(root, p string) error {
 	p = filepath.Clean(p)
-	if filepath.Dir(p) != doctor.UnitConfigDir || doctor.UnitDirInstance(filepath.Base(p)) == "" {
+	iface := doctor.UnitDirInstance(filepath.Base(p))
+	if filepath.Dir(p) != doctor.UnitConfigDir || iface == "" {
 		return errors.New("refusing to remove " + p + ": not a policy-routes instance's directory in " + doctor.UnitConfigDir)
+	}
+	if _, err := os.Lstat(filepath.Join(root, "/sys/class/net", iface)); err == nil || strings.ContainsRune(iface, '/') {
+		return errors.New("left: " + p + ": interface " + iface + " is present")
 	}
 	full := filepath.Join(root, p)
 	fi, err := os.Lstat(full)
