@@ -12,12 +12,7 @@ import (
 // SetAlias sets and clears it, and it follows the link through a rename.
 func TestLinksAndAliasMark(t *testing.T) {
 	h, nl := testHandle(t)
-	la := netlink.NewLinkAttrs()
-	la.Name = "m0"
-	if err := nl.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: "m0p"}); err != nil {
-		t.Fatal(err)
-	}
-	link, _ := nl.LinkByName("m0")
+	link := testVeth(t, nl, "m0", false)
 	idx := link.Attrs().Index
 	mark := plan.Attachment{ContainerID: "c", IfName: "eth0"}.Mark("m0")
 	if err := h.SetAlias(idx, mark); err != nil {

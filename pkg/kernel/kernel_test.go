@@ -22,21 +22,40 @@ func testHandle(t *testing.T) (*Handle, *netlink.Handle) {
 	return h, nl
 }
 
+// testVeth adds a veth named name (peer name+"p") in nl's namespace with
+// addrs (no DAD, so IPv6 ones are usable at once) and, if up, sets it up.
+func testVeth(t *testing.T, nl *netlink.Handle, name string, up bool, addrs ...string) netlink.Link {
+	t.Helper()
+	la := netlink.NewLinkAttrs()
+	la.Name = name
+	if err := nl.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: name + "p"}); err != nil {
+		t.Fatal(err)
+	}
+	link, err := nl.LinkByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		addr, err := netlink.ParseAddr(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr.Flags = 0x02 // IFA_F_NODAD
+		if err := nl.AddrAdd(link, addr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if up {
+		if err := nl.LinkSetUp(link); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return link
+}
+
 func TestApplyReadBackUndo(t *testing.T) {
 	h, nl := testHandle(t)
-	la := netlink.NewLinkAttrs()
-	la.Name = "k0"
-	if err := nl.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: "k0p"}); err != nil {
-		t.Fatal(err)
-	}
-	link, _ := nl.LinkByName("k0")
-	addr, _ := netlink.ParseAddr("10.9.0.5/24")
-	if err := nl.AddrAdd(link, addr); err != nil {
-		t.Fatal(err)
-	}
-	if err := nl.LinkSetUp(link); err != nil {
-		t.Fatal(err)
-	}
+	link := testVeth(t, nl, "k0", true, "10.9.0.5/24")
 	// Foreign objects sharing source, table and priority, other protocol.
 	foreign := netlink.NewRule()
 	foreign.Src = &net.IPNet{IP: net.ParseIP("10.9.0.5").To4(), Mask: net.CIDRMask(32, 32)}

@@ -15,22 +15,7 @@ import (
 // ADD converges), and a metric changed in the plan is applied by the diff.
 func TestMetricsRoundTrip(t *testing.T) {
 	h, nl := testHandle(t)
-	la := netlink.NewLinkAttrs()
-	la.Name = "m0"
-	if err := nl.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: "m0p"}); err != nil {
-		t.Fatal(err)
-	}
-	link, _ := nl.LinkByName("m0")
-	for _, a := range []string{"10.0.3.10/24", "2001:db8:3::10/64"} {
-		addr, _ := netlink.ParseAddr(a)
-		addr.Flags = 0x02 // IFA_F_NODAD
-		if err := nl.AddrAdd(link, addr); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := nl.LinkSetUp(link); err != nil {
-		t.Fatal(err)
-	}
+	link := testVeth(t, nl, "m0", true, "10.0.3.10/24", "2001:db8:3::10/64")
 	idx := link.Attrs().Index
 	mainRoutes := []*netlink.Route{
 		{LinkIndex: idx, Gw: netip.MustParseAddr("10.0.3.1").AsSlice(), MTU: 1500, AdvMSS: 1460},

@@ -17,22 +17,7 @@ import (
 // reports main's routes with their protocol and foreign objects per table.
 func TestOnLinkAndCopiesReadBack(t *testing.T) {
 	h, nl := testHandle(t)
-	la := netlink.NewLinkAttrs()
-	la.Name = "k1"
-	if err := nl.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: "k1p"}); err != nil {
-		t.Fatal(err)
-	}
-	link, _ := nl.LinkByName("k1")
-	for _, a := range []string{"10.9.3.10/32", "2001:db8:3::10/128"} {
-		addr, _ := netlink.ParseAddr(a)
-		addr.Flags = 0x02 // IFA_F_NODAD
-		if err := nl.AddrAdd(link, addr); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := nl.LinkSetUp(link); err != nil {
-		t.Fatal(err)
-	}
+	link := testVeth(t, nl, "k1", true, "10.9.3.10/32", "2001:db8:3::10/128")
 	onlinkMain := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: plan.IPNet(netip.MustParsePrefix("10.100.0.0/16")),
 		Gw: netip.MustParseAddr("10.9.3.254").AsSlice(), Flags: int(netlink.FLAG_ONLINK), Protocol: 4}
 	if err := nl.RouteAdd(onlinkMain); err != nil {
