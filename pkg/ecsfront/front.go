@@ -32,14 +32,18 @@ const maxStdin = 1 << 20
 //   - Probes (no CNI_COMMAND: --capabilities, --version, anything else):
 //     UP/<name> with the same arguments; its stdout byte for byte and its
 //     exit status.
-//   - ADD: the upstream ADD (same stdin and environment, CNI_PATH=UP,
-//     bounded by upstreamTimeout); then verification in CNI_NETNS (the link
+//   - ADD: a preflight that rejects what ours would (config, CNI_NETNS
+//     the host's or the front's own namespace) before anything runs; the
+//     upstream ADD (same stdin and environment, CNI_PATH=UP, bounded by
+//     upstreamTimeout); then verification in CNI_NETNS (the link
 //     CNI_IFNAME, its MAC, every configured address); then the plugin's own
 //     ADD in-process (plugin.Run) on a synthesized prevResult (PluginConfig).
 //     The output is the upstream's. When anything after the upstream ADD
 //     fails (or the upstream failed or was killed), ours is undone and the
-//     upstream DEL returns the ENI to the host; the error is ours (or the
-//     upstream's own, passed through).
+//     upstream DEL runs (vpc-eni's returns the ENI to the host,
+//     vpc-branch-eni's deletes the link named CNI_IFNAME); the error says
+//     which, and names any link still carrying the ENI's MAC in CNI_NETNS.
+//     It is ours (or the upstream's own, passed through).
 //   - DEL: ours first, never failing the DEL, derived from the kernel
 //     (routes and rules stamped with protocol 236, tables found by link),
 //     so it holds after an agent restart lost the container's /run; then

@@ -37,10 +37,14 @@ func (fr *front) add(stdin []byte) int {
 		fr.rec.addNote("config lists no ENI address (useExistingNetwork?): upstream only")
 		return fr.relayVerb(path, "ADD", stdin, upTimeout)
 	}
-	// Everything ours can reject is rejected before the upstream runs.
-	if err := fr.preflight(facts); err != nil {
+	// Everything ours can reject is rejected before the upstream runs:
+	// the host namespace above all (an upstream that does not re-check it,
+	// as the real vpc-eni, would configure the ENI in the host).
+	tn, err := fr.preflight(facts)
+	if err != nil {
 		return fr.fail(err)
 	}
+	defer tn.Close()
 	ctx, cancel := context.WithTimeout(fr.ctx, upTimeout)
 	r := fr.run(ctx, path, "ADD", nil, stdin)
 	cancel()
@@ -48,16 +52,17 @@ func (fr *front) add(stdin []byte) int {
 	if !r.ok() {
 		// The real vpc-eni fails before moving the ENI, but a killed or
 		// broken one may have moved it: DEL is idempotent, run it anyway.
-		returned := fr.upstreamDel(path, stdin)
+		rb := fr.rollback(path, stdin, tn, facts)
 		if r.Err == nil {
+			fr.rec.addNote("after the upstream's failed ADD" + rb.describe(fr.name))
 			_, _ = fr.stdout.Write(r.Stdout)
 			return r.Exit
 		}
-		return fr.fail(withCleanup(upstreamAddError(fr.name, upTimeout, r), returned))
+		return fr.fail(withCleanup(upstreamAddError(fr.name, upTimeout, r), fr.name, rb))
 	}
-	if err := fr.oursAdd(facts); err != nil {
+	if err := fr.oursAdd(tn, facts); err != nil {
 		fr.undoOurs(facts)
-		return fr.fail(withCleanup(err, fr.upstreamDel(path, stdin)))
+		return fr.fail(withCleanup(err, fr.name, fr.rollback(path, stdin, tn, facts)))
 	}
 	_, _ = fr.stdout.Write(r.Stdout)
 	return 0
@@ -76,14 +81,60 @@ func upstreamAddError(name string, limit time.Duration, r *upstreamRun) *types.E
 	return types.NewError(types.ErrIOFailure, fmt.Sprintf("%s ADD could not run: %v", name, r.Err), "")
 }
 
-// withCleanup appends to err what the upstream DEL after a failed ADD did.
-func withCleanup(err error, del *upstreamRun) *types.Error {
-	te := *plugin.CNIError(types.ErrIOFailure, err)
-	if del.ok() {
-		te.Msg += "; the ENI plugin's DEL returned the ENI to the host"
-	} else {
-		te.Msg += fmt.Sprintf("; the ENI plugin's DEL failed too (exit %d%s): the ENI may still be in CNI_NETNS until the runtime's DEL", del.Exit, errSuffix(del.Err))
+// rolledBack is what the upstream DEL after a failed ADD did, and what it
+// left: links in CNI_NETNS still carrying the ENI's MAC.
+type rolledBack struct {
+	del      *upstreamRun
+	mac      string
+	left     []string
+	leftErr  error
+	ifname   string
+	verified bool // the namespace could be read after the DEL
+}
+
+// rollback runs the upstream DEL, then looks for the ENI's MAC in the
+// namespace: vpc-branch-eni's DEL deletes whatever link is named
+// CNI_IFNAME, which need not be the branch link.
+func (fr *front) rollback(path upstreamBin, stdin []byte, tn *plugin.TaskNetns, facts *ENIFacts) rolledBack {
+	rb := rolledBack{del: fr.upstreamDel(path, stdin), ifname: os.Getenv("CNI_IFNAME")}
+	if facts.MAC == nil {
+		return rb
 	}
+	rb.mac = facts.MAC.String()
+	rb.left, rb.leftErr = tn.LinksWithMAC(facts.MAC)
+	rb.verified = rb.leftErr == nil
+	return rb
+}
+
+// describe says, for the fronted plugin, what its DEL did.
+func (rb rolledBack) describe(name string) string {
+	var msg string
+	switch {
+	case !rb.del.ok():
+		msg = fmt.Sprintf("; the ENI plugin's DEL failed too (exit %d%s): the ENI may still be in CNI_NETNS until the runtime's DEL", rb.del.Exit, errSuffix(rb.del.Err))
+	case name == "vpc-branch-eni":
+		// It deletes the link named CNI_IFNAME; nothing goes back to the host.
+		msg = fmt.Sprintf("; the ENI plugin's DEL (vpc-branch-eni: deletes the link named %s in CNI_NETNS, returns nothing to the host) exited 0", rb.ifname)
+	case len(rb.left) == 0:
+		msg = "; the ENI plugin's DEL returned the ENI to the host"
+	default:
+		msg = "; the ENI plugin's DEL exited 0"
+	}
+	switch {
+	case len(rb.left) > 0:
+		msg += fmt.Sprintf("; still in CNI_NETNS with the ENI's MAC %s: %s", rb.mac, strings.Join(rb.left, ", "))
+	case rb.leftErr != nil:
+		msg += fmt.Sprintf("; could not check CNI_NETNS for a link with the ENI's MAC %s: %v", rb.mac, rb.leftErr)
+	case rb.verified && rb.del.ok() && name == "vpc-branch-eni":
+		msg += fmt.Sprintf("; no link with the branch MAC %s is left in CNI_NETNS", rb.mac)
+	}
+	return msg
+}
+
+// withCleanup appends to err what the upstream DEL after a failed ADD did.
+func withCleanup(err error, name string, rb rolledBack) *types.Error {
+	te := *plugin.CNIError(types.ErrIOFailure, err)
+	te.Msg += rb.describe(name)
 	return &te
 }
 
@@ -95,33 +146,32 @@ func errSuffix(err error) string {
 }
 
 // preflight validates the environment and the synthesized plugin
-// configuration (front settings included) without touching anything.
-func (fr *front) preflight(facts *ENIFacts) error {
+// configuration (front settings included), then opens CNI_NETNS as the
+// plugin does, refusing the host's or the front's own namespace (code 7),
+// without touching anything. The namespace stays open for the checks after
+// the upstream ADD.
+func (fr *front) preflight(facts *ENIFacts) (*plugin.TaskNetns, error) {
 	if os.Getenv("CNI_NETNS") == "" {
-		return types.NewError(types.ErrInvalidEnvironmentVariables, "CNI_NETNS is required for ADD", "")
+		return nil, types.NewError(types.ErrInvalidEnvironmentVariables, "CNI_NETNS is required for ADD", "")
 	}
 	if err := config.ValidateIfName(os.Getenv("CNI_IFNAME")); err != nil {
-		return types.NewError(types.ErrInvalidEnvironmentVariables, "CNI_IFNAME: "+err.Error(), "")
+		return nil, types.NewError(types.ErrInvalidEnvironmentVariables, "CNI_IFNAME: "+err.Error(), "")
 	}
 	conf, err := PluginConfig(fr.settings, facts, fr.input(0))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if _, err := config.Parse(conf); err != nil {
-		return fmt.Errorf("front settings: %w", err)
+		return nil, fmt.Errorf("front settings: %w", err)
 	}
-	return nil
+	return plugin.OpenTaskNetns(os.Getenv("CNI_NETNS"))
 }
 
 // oursAdd verifies the link the upstream claims to have configured, then
 // installs its policy routing through the plugin's own ADD.
-func (fr *front) oursAdd(facts *ENIFacts) error {
+func (fr *front) oursAdd(tn *plugin.TaskNetns, facts *ENIFacts) error {
 	netns, ifname := os.Getenv("CNI_NETNS"), os.Getenv("CNI_IFNAME")
-	obs, err := observe(netns, ifname)
-	var refused *types.Error
-	if errors.As(err, &refused) && refused.Code == types.ErrInvalidNetworkConfig {
-		return refused // the host namespace: the plugin's own refusal, as its ADD would give
-	}
+	obs, err := tn.Inspect(ifname)
 	if err != nil {
 		return types.NewError(types.ErrIOFailure, fmt.Sprintf("verify %s after %s ADD: %v", ifname, fr.name, err), "")
 	}

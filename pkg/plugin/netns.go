@@ -132,6 +132,46 @@ func InspectLink(netnsPath, ifname string) (LinkFacts, error) {
 		return LinkFacts{}, err
 	}
 	defer t.Close()
+	return t.inspect(ifname)
+}
+
+// TaskNetns is CNI_NETNS opened once, as every verb opens it (openTarget):
+// a caller that must refuse the host namespace before anything else runs
+// keeps it open and reads the same namespace afterwards.
+type TaskNetns struct{ t *target }
+
+// OpenTaskNetns opens the namespace at path; errors are *types.Error
+// (code 7 for the host's or the plugin's own namespace, 3 when missing).
+func OpenTaskNetns(path string) (*TaskNetns, error) {
+	t, err := openTarget(path)
+	if err != nil {
+		return nil, err
+	}
+	return &TaskNetns{t: t}, nil
+}
+
+// Close releases the namespace and its netlink socket.
+func (n *TaskNetns) Close() { n.t.Close() }
+
+// Inspect is InspectLink on the open namespace.
+func (n *TaskNetns) Inspect(ifname string) (LinkFacts, error) { return n.t.inspect(ifname) }
+
+// LinksWithMAC names the namespace's links that carry mac.
+func (n *TaskNetns) LinksWithMAC(mac net.HardwareAddr) ([]string, error) {
+	links, err := n.t.h.Links()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, l := range links {
+		if l.MAC == mac.String() {
+			out = append(out, l.Name)
+		}
+	}
+	return out, nil
+}
+
+func (t *target) inspect(ifname string) (LinkFacts, error) {
 	link, err := t.h.LinkByName(ifname)
 	if errors.Is(err, kernel.ErrNoLink) {
 		return LinkFacts{}, nil
