@@ -94,8 +94,9 @@ bench: build tools
 	$(GO) build -trimpath -ldflags "-s -w" -o bin/bench-empty ./integration/bench/empty
 	$(GO) build -trimpath -ldflags "-s -w" -o bin/bench-spawn ./integration/bench/spawn
 	$(GO) build -trimpath -ldflags "-s -w" -o bin/bench-imdsfloor ./integration/bench/imdsfloor
+	$(GO) build -trimpath -ldflags "-s -w" -o bin/bench-fake-vpc-eni ./integration/cmd/fake-vpc-eni
 	$(GO) build -o bin/bench ./integration/bench
-	$(if $(filter 0,$(shell id -u)),,sudo) ./bin/bench -bin $(BIN) -sbr $(TOOLS)/sbr -aemm $(TOOLS)/ec2-metadata-mock -empty bin/bench-empty -spawn bin/bench-spawn $(BENCHFLAGS)
+	$(if $(filter 0,$(shell id -u)),,sudo) ./bin/bench -bin $(BIN) -sbr $(TOOLS)/sbr -aemm $(TOOLS)/ec2-metadata-mock -empty bin/bench-empty -spawn bin/bench-spawn -fake bin/bench-fake-vpc-eni $(BENCHFLAGS)
 
 # Reliability suite (root; ~4 min on 2 cores): each fuzz target for FUZZTIME,
 # then every reliability scenario with the churn enabled (CHURN_CYCLES ADD/DEL

@@ -167,11 +167,13 @@ func (b *bench) render() string {
 		"", "", fmt.Sprintf("≤ %.2f× (fake)", imdsRatioTarget), passFail(okFake && onOff <= imdsRatioTarget))
 	row("What IMDS adds to an ADD (p50 on − off) vs what a minimal IMDSv2 client (token + the same 5 GETs, no SDK; integration/bench/imdsfloor) costs a fresh process (p50 above the empty binary): local fake; ec2-metadata-mock",
 		r.imds.floorText(), "", "", "", "")
+	r.front.mainRows(row)
 	p("\n")
 
 	b.renderBreakdown(&w)
 	b.renderIdle(&w)
 	b.renderIMDS(&w)
+	r.front.render(&w)
 
 	p("## Method\n\n")
 	p("- Every ADD/DEL round creates two fresh network namespaces, each with a veth \"ENI\" moved in as `%s`, addressed %s, up, with a main default route via %s (what vpc-eni or host-device+static leaves). ", ifName, eniAddr, eniGW)

@@ -45,14 +45,12 @@ func (fr *front) add(stdin []byte) int {
 		return fr.fail(err)
 	}
 	defer tn.Close()
-	ctx, cancel := context.WithTimeout(fr.ctx, upTimeout)
-	r := fr.run(ctx, path, "ADD", nil, stdin)
-	cancel()
+	r := fr.upstreamAdd(path, stdin, upTimeout)
 	_, _ = fr.stderr.Write(r.Stderr)
 	if !r.ok() {
 		// The real vpc-eni fails before moving the ENI, but a killed or
 		// broken one may have moved it: DEL is idempotent, run it anyway.
-		rb := fr.rollback(path, stdin, tn, facts)
+		rb := fr.rollback(path, stdin, tn, facts, false)
 		if r.Err == nil {
 			fr.rec.addNote("after the upstream's failed ADD" + rb.describe(fr.name))
 			_, _ = fr.stdout.Write(r.Stdout)
@@ -61,11 +59,22 @@ func (fr *front) add(stdin []byte) int {
 		return fr.fail(withCleanup(upstreamAddError(fr.name, upTimeout, r), fr.name, rb))
 	}
 	if err := fr.oursAdd(tn, facts); err != nil {
-		fr.undoOurs(facts)
-		return fr.fail(withCleanup(err, fr.name, fr.rollback(path, stdin, tn, facts)))
+		return fr.fail(withCleanup(err, fr.name, fr.rollback(path, stdin, tn, facts, true)))
 	}
 	_, _ = fr.stdout.Write(r.Stdout)
 	return 0
+}
+
+// upstreamAdd runs the upstream ADD bounded by limit. The signal handler
+// goes in while the upstream starts (spawn), off the path to it.
+func (fr *front) upstreamAdd(path upstreamBin, stdin []byte, limit time.Duration) *upstreamRun {
+	p, r := fr.spawn(path, "ADD", nil)
+	if p == nil {
+		return r
+	}
+	ctx, cancel := context.WithTimeout(fr.ctx, limit)
+	defer cancel()
+	return fr.finish(ctx, p, stdin)
 }
 
 // upstreamAddError is the CNI error for an upstream ADD that did not exit
@@ -92,11 +101,17 @@ type rolledBack struct {
 	verified bool // the namespace could be read after the DEL
 }
 
-// rollback runs the upstream DEL, then looks for the ENI's MAC in the
-// namespace: vpc-branch-eni's DEL deletes whatever link is named
-// CNI_IFNAME, which need not be the branch link.
-func (fr *front) rollback(path upstreamBin, stdin []byte, tn *plugin.TaskNetns, facts *ENIFacts) rolledBack {
-	rb := rolledBack{del: fr.upstreamDel(path, stdin), ifname: os.Getenv("CNI_IFNAME")}
+// rollback undoes ours (undo: the plugin's ADD rolls back itself; this
+// also covers an interrupted one) while the upstream DEL starts, then runs
+// that DEL and looks for the ENI's MAC in the namespace: vpc-branch-eni's
+// DEL deletes whatever link is named CNI_IFNAME, which need not be the
+// branch link.
+func (fr *front) rollback(path upstreamBin, stdin []byte, tn *plugin.TaskNetns, facts *ENIFacts, undo bool) rolledBack {
+	rb := rolledBack{del: fr.upstreamDel(path, stdin, func() {
+		if undo {
+			fr.undoOurs(facts)
+		}
+	}), ifname: os.Getenv("CNI_IFNAME")}
 	if facts.MAC == nil {
 		return rb
 	}
@@ -193,7 +208,9 @@ func (fr *front) oursAdd(tn *plugin.TaskNetns, facts *ENIFacts) error {
 	}
 	ctx, cancel := context.WithDeadline(fr.ctx, deadline)
 	defer cancel()
-	out, err := fr.newPlugin(ctx).Run("ADD", fr.cmdArgs(conf))
+	pl := fr.newPlugin(ctx)
+	pl.Netns = tn // verified above: the same namespace, not opened again
+	out, err := pl.Run("ADD", fr.cmdArgs(conf))
 	fr.rec.ours = out
 	return err
 }
@@ -208,17 +225,33 @@ func (fr *front) undoOurs(facts *ENIFacts) {
 
 // upstreamDel runs the upstream DEL after a failed ADD, on its own budget:
 // not cancelled by SIGTERM, since the ENI must not stay in the namespace.
-func (fr *front) upstreamDel(path upstreamBin, stdin []byte) *upstreamRun {
+// before runs while the upstream starts, before it reads its stdin.
+func (fr *front) upstreamDel(path upstreamBin, stdin []byte, before func()) *upstreamRun {
+	p, r := fr.spawn(path, "DEL", nil)
+	before()
+	if p == nil {
+		return r
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), upstreamDelReserve-undoBudget)
 	defer cancel()
-	return fr.run(ctx, path, "DEL", nil, stdin)
+	return fr.finish(ctx, p, stdin)
 }
 
 // del removes ours first (never failing the DEL for it: netns gone, link
-// gone, nothing there), then runs the upstream DEL and returns its outcome.
-// Ours is derived from the kernel (protocol 236), so it holds across an
-// agent restart that lost the container's /run.
+// gone, nothing there), then lets the upstream DEL act and returns its
+// outcome. The upstream is started before ours runs, its stdin held back
+// until ours is done: its exec and runtime start overlap ours, and it can
+// act on the ENI (it learns which from stdin) only after. Ours is derived
+// from the kernel (protocol 236), so it holds across an agent restart that
+// lost the container's /run.
 func (fr *front) del(stdin []byte) int {
+	path, perr := fr.upstreamPath()
+	var up *upstreamProc
+	var notRun *upstreamRun
+	if perr == nil {
+		up, notRun = fr.spawn(path, "DEL", nil)
+	}
+	fr.watchSignals()
 	facts, ferr := ParseFacts(fr.name, stdin)
 	switch {
 	case ferr != nil:
@@ -230,11 +263,15 @@ func (fr *front) del(stdin []byte) int {
 		fr.oursDel(ctx, facts)
 		cancel()
 	}
-	path, err := fr.upstreamPath()
-	if err != nil {
-		return fr.fail(types.NewError(types.ErrInvalidNetworkConfig, err.Error(), ""))
+	if perr != nil {
+		return fr.fail(types.NewError(types.ErrInvalidNetworkConfig, perr.Error(), ""))
 	}
-	return fr.relayVerb(path, "DEL", stdin, upstreamDelBudget)
+	if up == nil {
+		return fr.relay(notRun)
+	}
+	ctx, cancel := context.WithTimeout(fr.ctx, upstreamDelBudget)
+	defer cancel()
+	return fr.relay(fr.finish(ctx, up, stdin))
 }
 
 // oursDel runs the plugin's DEL for the ENI; failures are logged only.

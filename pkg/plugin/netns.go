@@ -16,14 +16,18 @@ import (
 
 // target is an open task network namespace with a netlink handle in it.
 type target struct {
-	path string
-	ns   ns.NetNS
-	h    *kernel.Handle
+	path     string
+	ns       ns.NetNS
+	h        *kernel.Handle
+	borrowed bool // Plugin.Netns's: its owner closes it
 }
 
 func (t *target) fd() int { return int(t.ns.Fd()) }
 
 func (t *target) Close() {
+	if t.borrowed {
+		return
+	}
 	if t.h != nil {
 		t.h.Close()
 	}
@@ -84,6 +88,16 @@ func openTarget(path string) (*target, error) {
 		return nil, types.NewError(types.ErrIOFailure, err.Error(), "")
 	}
 	return &target{path: path, ns: n, h: h}, nil
+}
+
+// openTarget is Netns when it was opened at path, else openTarget(path).
+func (p *Plugin) openTarget(path string) (*target, error) {
+	if n := p.Netns; n != nil && n.t.path == path {
+		t := *n.t
+		t.borrowed = true
+		return &t, nil
+	}
+	return openTarget(path)
 }
 
 // hostNetnsRefusal compares the namespace at fd with the one this thread
