@@ -4,6 +4,7 @@ package main
 // DEL, beside what the plain plugin costs as a process of its own.
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -33,16 +34,57 @@ var frontKinds = [nKinds]string{"stand-in (fake-vpc-eni) alone", "front running 
 // view (ADD, DEL) straight to the stand-in and through the front.
 type frontResult struct {
 	calls  [nKinds][2]outcomes
-	paired [2]series    // per round: front − stand-in, ADD and DEL
-	cni    [2][2]series // [0 straight, 1 front][0 ADD, 1 DEL]
-	cniBad [2][2]int
-	cniErr string
+	paired [2]series // per round: front − stand-in, ADD and DEL
+	// own: per front call, its whole process minus its upstream's run,
+	// with the time the upstream was held back for the front counted as
+	// the front's (front log: upstream duration_ms, held_ms).
+	own [2]series
+	// ownHidden: the same with the held time counted as the upstream's
+	// (the front's work while the upstream starts, hidden when the
+	// upstream had not reached its stdin yet): a lower bound.
+	ownHidden [2]series
+	cni       [2][2]series // [0 straight, 1 front][0 ADD, 1 DEL]
+	cniBad    [2][2]int
+	cniErr    string
 }
 
 // frontSetup is an installed front: DIR laid out by `ec2-policy-routes ecs
 // install --dir DIR --upstream UP --config FILE`, UP holding the stand-in.
 type frontSetup struct {
 	dir, up string
+	log     string // the front's logFile
+	logOff  int64
+}
+
+// frontLogLine is what the benchmark reads from the front's log line.
+type frontLogLine struct {
+	Upstream []struct {
+		DurationMS float64 `json:"duration_ms"`
+		HeldMS     float64 `json:"held_ms"`
+	} `json:"upstream"`
+}
+
+// lastRun reads what the front appended to its log since the last call:
+// its upstream runs' total duration, and the time they were held back.
+func (fs *frontSetup) lastRun() (run, held time.Duration, found bool) {
+	b, err := os.ReadFile(fs.log)
+	if err != nil || int64(len(b)) < fs.logOff {
+		return 0, 0, false
+	}
+	b, fs.logOff = b[fs.logOff:], int64(len(b))
+	var last frontLogLine
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		var l frontLogLine
+		if json.Unmarshal(line, &l) == nil && len(l.Upstream) > 0 {
+			last, found = l, true
+		}
+	}
+	var runMS, heldMS float64
+	for _, u := range last.Upstream {
+		runMS += u.DurationMS
+		heldMS += u.HeldMS
+	}
+	return time.Duration(runMS * float64(time.Millisecond)), time.Duration(heldMS * float64(time.Millisecond)), found
 }
 
 func (b *bench) installFront(bin string) (*frontSetup, error) {
@@ -54,7 +96,7 @@ func (b *bench) installFront(bin string) (*frontSetup, error) {
 	if err != nil {
 		return nil, err
 	}
-	fs := &frontSetup{dir: filepath.Join(base, "cni-plugins"), up: filepath.Join(base, "upstream")}
+	fs := &frontSetup{dir: filepath.Join(base, "cni-plugins"), up: filepath.Join(base, "upstream"), log: filepath.Join(base, "front.log")}
 	if err := os.Mkdir(fs.up, 0o755); err != nil {
 		return nil, err
 	}
@@ -64,7 +106,7 @@ func (b *bench) installFront(bin string) (*frontSetup, error) {
 		}
 	}
 	settings := filepath.Join(base, "front-settings.json")
-	sj, _ := json.Marshal(map[string]any{"upstream": fs.up, "logFile": filepath.Join(base, "front.log"), "imds": map[string]any{"enabled": false}})
+	sj, _ := json.Marshal(map[string]any{"upstream": fs.up, "logFile": fs.log, "imds": map[string]any{"enabled": false}})
 	if err := os.WriteFile(settings, sj, 0o644); err != nil {
 		return nil, err
 	}
@@ -171,6 +213,10 @@ func (b *bench) frontPhase(ctx context.Context) error {
 					}
 					b.res.front.calls[k][v].add(s)
 					got[k] = s
+					if up, held, ok := fs.lastRun(); ok && k == kFront && s.Exit == 0 {
+						b.res.front.own[v] = append(b.res.front.own[v], s.Dur-up+held)
+						b.res.front.ownHidden[v] = append(b.res.front.ownHidden[v], s.Dur-up)
+					}
 				}
 				if got[kFront].Exit == 0 && got[kStandin].Exit == 0 {
 					b.res.front.paired[v] = append(b.res.front.paired[v], got[kFront].Dur-got[kStandin].Dur)
@@ -300,6 +346,15 @@ func (r *frontResult) render(w *strings.Builder) {
 				fmt.Sprintf("%.2f", ratio(r.calls[kFront][1].ok.pct(50), r.calls[kBase][1].ok.pct(50))),
 				fmt.Sprintf("overhead %s vs %s; %s vs %s", ms(r.overhead(0)), ms(r.calls[kBase][0].ok.pct(50)-r.calls[kStandin][0].ok.pct(50)),
 					ms(r.overhead(1)), ms(r.calls[kBase][1].ok.pct(50)-r.calls[kStandin][1].ok.pct(50))), "", "")
+		}
+		for v, verb := range []string{"ADD", "DEL"} {
+			if len(r.own[v]) == 0 {
+				continue
+			}
+			plain := r.calls[kPlain][v].ok.pct(50)
+			row(fmt.Sprintf("front's own time per %s, per call (its process minus its upstream's run, from its log): the time the upstream was held for the front counted as the front's / as hidden; p50 / p90 / p99", verb),
+				r.own[v].triple()+"; "+r.ownHidden[v].triple(), fmt.Sprintf("plain plugin %s p50 %s", verb, ms(plain)),
+				fmt.Sprintf("own / plain = **%.2f** / %.2f", ratio(r.own[v].pct(50), plain), ratio(r.ownHidden[v].pct(50), plain)), "", "")
 		}
 		for v, verb := range []string{"ADD", "DEL"} {
 			rt, ok := r.overheadRatio(v)

@@ -67,7 +67,7 @@ func (r *callRecord) write(log *slog.Logger) {
 	if len(r.upstream) > 0 {
 		runs := make([]map[string]any, 0, len(r.upstream))
 		for _, u := range r.upstream {
-			m := map[string]any{"verb": u.Verb, "exit": u.Exit, "duration_ms": ms(u.Duration)}
+			m := map[string]any{"verb": u.Verb, "exit": u.Exit, "duration_ms": ms(u.Duration), "held_ms": ms(u.Held)}
 			if u.Err != nil {
 				m["error"] = u.Err.Error()
 			}

@@ -24,7 +24,10 @@ type upstreamRun struct {
 	Exit     int  // exit status; -1 when killed by a signal or not started
 	TimedOut bool // killed at its deadline (or on SIGTERM to the front)
 	Err      error
-	Duration time.Duration
+	Duration time.Duration // fork to reaped, Held included
+	// Held is how long the upstream ran with its stdin held back (from its
+	// exec to the front writing stdin) while the front did its own work.
+	Held time.Duration
 }
 
 // ok reports whether the upstream ran and exited 0.
@@ -39,7 +42,8 @@ func (r *upstreamRun) ok() bool { return r.Err == nil && r.Exit == 0 }
 // cannot hold the front up), stdin a pipe written at release.
 type upstreamProc struct {
 	verb        string
-	start       time.Time
+	start       time.Time // just before the fork
+	forked      time.Time // its exec under way
 	pid         int
 	stdin       *os.File // write end; the child holds the read end
 	out, errOut *os.File
@@ -56,7 +60,7 @@ type upstreamProc struct {
 // front, so that no orphan keeps changing the ENI after the agent killed
 // the front) fires when the forking thread ends.
 func startUpstream(bin upstreamBin, verb string, args []string) (*upstreamProc, error) {
-	p := &upstreamProc{verb: verb, start: time.Now()}
+	p := &upstreamProc{verb: verb}
 	if verb == "" && len(args) > 0 {
 		p.verb = args[0]
 	}
@@ -79,8 +83,10 @@ func startUpstream(bin upstreamBin, verb string, args []string) (*upstreamProc, 
 		Sys:   &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
 	}
 	runtime.LockOSThread()
+	p.start = time.Now()
 	// argv[0] is the plugin's name as the agent would run it.
 	p.pid, err = syscall.ForkExec(bin.File, append([]string{bin.Path}, args...), attr)
+	p.forked = time.Now()
 	if err != nil {
 		runtime.UnlockOSThread()
 		p.closeFiles()
@@ -124,6 +130,7 @@ func (p *upstreamProc) kill() {
 func (p *upstreamProc) release(ctx context.Context, stdin []byte) *upstreamRun {
 	defer runtime.UnlockOSThread()
 	defer p.closeFiles()
+	held := time.Since(p.forked)
 	stop := context.AfterFunc(ctx, p.kill)
 	if dl, ok := ctx.Deadline(); ok {
 		_ = p.stdin.SetWriteDeadline(dl)
@@ -132,7 +139,7 @@ func (p *upstreamProc) release(ctx context.Context, stdin []byte) *upstreamRun {
 	_ = p.stdin.Close()
 	ws, err := p.wait()
 	stop()
-	r := &upstreamRun{Verb: p.verb, Duration: time.Since(p.start)}
+	r := &upstreamRun{Verb: p.verb, Duration: time.Since(p.start), Held: held}
 	r.Stdout, r.Stderr = readBack(p.out), readBack(p.errOut)
 	switch {
 	case err != nil:
