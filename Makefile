@@ -86,8 +86,8 @@ clean:
 	rm -rf bin .tools
 	rm -rf dist
 
-# Performance against upstream sbr in one interleaved run (root; ~3-4 min);
-# writes docs/BENCHMARKS.md. Quick run that only prints:
+# Performance against upstream sbr, and the ECS front's cost, in one
+# interleaved run (root; ~4-5 min); writes docs/BENCHMARKS.md. Quick run that only prints:
 # make bench BENCHFLAGS=-quick. Not run by CI.
 .PHONY: bench
 bench: build tools

@@ -70,6 +70,8 @@ type front struct {
 	ctx      context.Context
 	cancel   context.CancelCauseFunc
 	sigs     chan os.Signal // nil until watchSignals
+	logOpen  func()         // opens the log file ahead of the call's line
+	pre      *preConf       // ADD: our configuration, built while the upstream starts
 	start    time.Time
 	settings *Settings
 	log      *slog.Logger
@@ -87,9 +89,9 @@ func Main(name string, args []string, stdin io.Reader, stdout, stderr io.Writer)
 	fr.rec = &callRecord{name: name, start: fr.start}
 	s, serr := loadOwnSettings(fr.rec)
 	fr.settings = s
-	log, release := newLogger(s)
+	log, prepare, release := newLogger(s)
 	defer release()
-	fr.log = log
+	fr.log, fr.logOpen = log, prepare
 	code := fr.dispatch(args, stdin, serr)
 	fr.rec.exit = code
 	fr.rec.write(log)
@@ -114,6 +116,15 @@ func (fr *front) watchSignals() {
 			fr.cancel(plugin.ErrSignal())
 		}
 	}(fr.sigs)
+}
+
+// prepareLog opens the log file while the upstream starts, off the path
+// of the call's one line at the end (which would open it otherwise), when
+// that line is at a level the log keeps.
+func (fr *front) prepareLog() {
+	if fr.log.Enabled(fr.ctx, slog.LevelInfo) {
+		fr.logOpen()
+	}
 }
 
 func (fr *front) stopSignals() {

@@ -117,11 +117,12 @@ func (r *callRecord) oursAttrs() []slog.Attr {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// newLogger opens the front's log at the settings' level.
-func newLogger(s *Settings) (*slog.Logger, func()) {
+// newLogger opens the front's log at the settings' level; prepare opens
+// its file ahead of the call's line (see front.prepareLog).
+func newLogger(s *Settings) (log *slog.Logger, prepare, release func()) {
 	level := ""
 	if s != nil {
 		level = s.LogLevel
 	}
-	return logging.New(logging.Options{File: logFileFor(s), Level: level})
+	return logging.NewPrepared(logging.Options{File: logFileFor(s), Level: level})
 }

@@ -45,7 +45,10 @@ func (fr *front) add(stdin []byte) int {
 		return fr.fail(err)
 	}
 	defer tn.Close()
-	r := fr.upstreamAdd(path, stdin, upTimeout)
+	r := fr.upstreamAdd(path, stdin, upTimeout, func() {
+		fr.prepareLog()
+		fr.prebuildConf(facts)
+	})
 	_, _ = fr.stderr.Write(r.Stderr)
 	if !r.ok() {
 		// The real vpc-eni fails before moving the ENI, but a killed or
@@ -66,12 +69,13 @@ func (fr *front) add(stdin []byte) int {
 }
 
 // upstreamAdd runs the upstream ADD bounded by limit. The signal handler
-// goes in while the upstream starts (spawn), off the path to it.
-func (fr *front) upstreamAdd(path upstreamBin, stdin []byte, limit time.Duration) *upstreamRun {
+// (spawn) and during run while the upstream starts, off the call's path.
+func (fr *front) upstreamAdd(path upstreamBin, stdin []byte, limit time.Duration, during func()) *upstreamRun {
 	p, r := fr.spawn(path, "ADD", nil)
 	if p == nil {
 		return r
 	}
+	during()
 	ctx, cancel := context.WithTimeout(fr.ctx, limit)
 	defer cancel()
 	return fr.finish(ctx, p, stdin)
@@ -202,7 +206,7 @@ func (fr *front) oursAdd(tn *plugin.TaskNetns, facts *ENIFacts) error {
 	if left < minOursLeft {
 		return types.NewError(types.ErrTryAgainLater, fmt.Sprintf("%s ADD left no time for the policy routing", fr.name), "")
 	}
-	conf, err := PluginConfig(fr.settings, facts, fr.input(clampDuration(fr.linkTimeout(), left)))
+	conf, err := fr.ourConf(facts, clampDuration(fr.linkTimeout(), left))
 	if err != nil {
 		return err
 	}
@@ -213,6 +217,34 @@ func (fr *front) oursAdd(tn *plugin.TaskNetns, facts *ENIFacts) error {
 	out, err := pl.Run("ADD", fr.cmdArgs(conf))
 	fr.rec.ours = out
 	return err
+}
+
+// preConf is the plugin configuration of our ADD built while the upstream
+// starts, for the linkTimeout it was built with.
+type preConf struct {
+	linkTimeout time.Duration
+	conf        []byte
+}
+
+// prebuildConf builds our ADD's configuration ahead (the facts name the
+// MAC; without one it comes from the verified link).
+func (fr *front) prebuildConf(facts *ENIFacts) {
+	if facts.MAC == nil {
+		return
+	}
+	lt := clampDuration(fr.linkTimeout(), time.Until(fr.start.Add(addBudget-upstreamDelReserve)))
+	if conf, err := PluginConfig(fr.settings, facts, fr.input(lt)); err == nil {
+		fr.pre = &preConf{linkTimeout: lt, conf: conf}
+	}
+}
+
+// ourConf is our ADD's configuration for linkTimeout: the one built ahead
+// when it was built for the same (the budget left did not clamp it since).
+func (fr *front) ourConf(facts *ENIFacts, linkTimeout time.Duration) ([]byte, error) {
+	if fr.pre != nil && fr.pre.linkTimeout == linkTimeout {
+		return fr.pre.conf, nil
+	}
+	return PluginConfig(fr.settings, facts, fr.input(linkTimeout))
 }
 
 // undoOurs removes whatever of ours a failed ADD may have left (the
@@ -252,6 +284,7 @@ func (fr *front) del(stdin []byte) int {
 		up, notRun = fr.spawn(path, "DEL", nil)
 	}
 	fr.watchSignals()
+	fr.prepareLog()
 	facts, ferr := ParseFacts(fr.name, stdin)
 	switch {
 	case ferr != nil:
