@@ -95,6 +95,7 @@ bench: build tools
 	$(GO) build -trimpath -ldflags "-s -w" -o bin/bench-spawn ./integration/bench/spawn
 	$(GO) build -trimpath -ldflags "-s -w" -o bin/bench-imdsfloor ./integration/bench/imdsfloor
 	$(GO) build -trimpath -ldflags "-s -w" -o bin/bench-fake-vpc-eni ./integration/cmd/fake-vpc-eni
+	$(GO) build -trimpath -ldflags "-s -w" -o bin/bench-frontfloor ./integration/bench/frontfloor
 	$(GO) build -o bin/bench ./integration/bench
 	$(if $(filter 0,$(shell id -u)),,sudo) ./bin/bench -bin $(BIN) -sbr $(TOOLS)/sbr -aemm $(TOOLS)/ec2-metadata-mock -empty bin/bench-empty -spawn bin/bench-spawn -fake bin/bench-fake-vpc-eni $(BENCHFLAGS)
 

@@ -24,11 +24,13 @@ const (
 	kStandin = iota // the vpc-eni stand-in alone, as the front runs it
 	kFront          // the front (installed by `ecs install`) running the stand-in
 	kPlain          // the plain plugin, chained after the ENI plugin (as adddel)
+	kFloor          // integration/bench/frontfloor running the stand-in: the least a front adds
 	kBase           // with -front-base: another build's front, for an A/B in one run
 	nKinds
 )
 
-var frontKinds = [nKinds]string{"stand-in (fake-vpc-eni) alone", "front running the stand-in", "plain plugin", "-front-base front running the stand-in"}
+var frontKinds = [nKinds]string{"stand-in (fake-vpc-eni) alone", "front running the stand-in", "plain plugin",
+	"floor: minimal Go exec-and-wait (frontfloor) running the stand-in", "-front-base front running the stand-in"}
 
 // frontResult: [kind][0 ADD, 1 DEL] whole-process samples, and the libcni
 // view (ADD, DEL) straight to the stand-in and through the front.
@@ -43,9 +45,12 @@ type frontResult struct {
 	// (the front's work while the upstream starts, hidden when the
 	// upstream had not reached its stdin yet): a lower bound.
 	ownHidden [2]series
-	cni       [2][2]series // [0 straight, 1 front][0 ADD, 1 DEL]
-	cniBad    [2][2]int
-	cniErr    string
+	// inner: the upstream's run inside the front (its log: fork to reaped,
+	// held excluded), to set beside the stand-in alone.
+	inner  [2]series
+	cni    [2][2]series // [0 straight, 1 front][0 ADD, 1 DEL]
+	cniBad [2][2]int
+	cniErr string
 }
 
 // frontSetup is an installed front: DIR laid out by `ec2-policy-routes ecs
@@ -164,6 +169,10 @@ func (b *bench) frontPhase(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	floor, err := present(*flagFrontFloor)
+	if err != nil {
+		return fmt.Errorf("%w (make bench builds it)", err)
+	}
 	kinds := nKinds - 1
 	var base *frontSetup
 	if *flagFrontBase != "" {
@@ -194,6 +203,7 @@ func (b *bench) frontPhase(ctx context.Context) error {
 				conf[k] = agentConf(f[k])
 			}
 			bin[kStandin], path[kStandin] = filepath.Join(fs.up, "vpc-eni"), fs.up
+			bin[kFloor], path[kFloor] = floor, fs.up
 			bin[kFront], path[kFront] = filepath.Join(fs.dir, "vpc-eni"), fs.dir
 			if base != nil {
 				bin[kBase], path[kBase] = filepath.Join(base.dir, "vpc-eni"), base.dir
@@ -206,7 +216,11 @@ func (b *bench) frontPhase(ctx context.Context) error {
 						ifn = ifName
 					}
 					env := cniEnv(verb, f[k].ns.Path, ifn, "CNI_PATH="+path[k])
-					s, err := run(ctx, env, conf[k], bin[k])
+					var args []string
+					if k == kFloor {
+						args = []string{bin[kStandin]}
+					}
+					s, err := run(ctx, env, conf[k], bin[k], args...)
 					if err != nil {
 						runErr = err
 						return
@@ -216,6 +230,7 @@ func (b *bench) frontPhase(ctx context.Context) error {
 					if up, held, ok := fs.lastRun(); ok && k == kFront && s.Exit == 0 {
 						b.res.front.own[v] = append(b.res.front.own[v], s.Dur-up+held)
 						b.res.front.ownHidden[v] = append(b.res.front.ownHidden[v], s.Dur-up)
+						b.res.front.inner[v] = append(b.res.front.inner[v], up-held)
 					}
 				}
 				if got[kFront].Exit == 0 && got[kStandin].Exit == 0 {
@@ -341,6 +356,13 @@ func (r *frontResult) render(w *strings.Builder) {
 			}
 			row(frontKinds[k], c[0].ok.triple(), c[1].ok.triple(), ms(c[0].cpu.pct(50))+" / "+ms(c[1].cpu.pct(50)), rssText(c[0].rss), c[0].failText()+" / "+c[1].failText())
 		}
+		if fl := &r.calls[kFloor]; fl[0].calls() > 0 {
+			row("what the floor adds: floor p50 − stand-in p50; shift estimate", fmt.Sprintf("+%s; shift %s", ms(fl[0].ok.pct(50)-r.calls[kStandin][0].ok.pct(50)), signed(hodgesLehmann(fl[0].ok, r.calls[kStandin][0].ok))),
+				fmt.Sprintf("+%s; shift %s", ms(fl[1].ok.pct(50)-r.calls[kStandin][1].ok.pct(50)), signed(hodgesLehmann(fl[1].ok, r.calls[kStandin][1].ok))), "", "", "")
+		}
+		if len(r.inner[0]) > 0 {
+			row("the stand-in as the front runs it (front log: fork to reaped, held time excluded)", r.inner[0].triple(), r.inner[1].triple(), "", "", "")
+		}
 		if r.calls[kBase][0].calls() > 0 {
 			row("this front / -front-base front, p50 ADD; DEL", fmt.Sprintf("%.2f", ratio(r.calls[kFront][0].ok.pct(50), r.calls[kBase][0].ok.pct(50))),
 				fmt.Sprintf("%.2f", ratio(r.calls[kFront][1].ok.pct(50), r.calls[kBase][1].ok.pct(50))),
@@ -358,8 +380,8 @@ func (r *frontResult) render(w *strings.Builder) {
 		}
 		for v, verb := range []string{"ADD", "DEL"} {
 			rt, ok := r.overheadRatio(v)
-			row(fmt.Sprintf("**front overhead, %s**: front p50 − stand-in p50; per round (paired) p50 / p90 / p99", verb),
-				fmt.Sprintf("+%s; paired %s", ms(r.overhead(v)), signedTriple(r.paired[v])),
+			row(fmt.Sprintf("**front overhead, %s**: front p50 − stand-in p50; per round (paired) p50 / p90 / p99; shift estimate (Hodges–Lehmann: median of all front − stand-in differences)", verb),
+				fmt.Sprintf("+%s; paired %s; shift %s", ms(r.overhead(v)), signedTriple(r.paired[v]), signed(hodgesLehmann(r.calls[kFront][v].ok, r.calls[kStandin][v].ok))),
 				fmt.Sprintf("plain plugin %s p50 %s", verb, ms(r.calls[kPlain][v].ok.pct(50))),
 				fmt.Sprintf("overhead / plain = **%.2f**", rt), fmt.Sprintf("target ≤ %.1f×", frontTarget), passFail(ok && rt <= frontTarget))
 		}
@@ -381,16 +403,34 @@ func (r *frontResult) render(w *strings.Builder) {
 	}
 }
 
+// hodgesLehmann is the median of all pairwise differences a[i] − b[j]: a
+// shift estimate that the stand-in's wide, many-moded latency (netns moves
+// wait for RCU grace periods) disturbs far less than a difference of
+// medians.
+func hodgesLehmann(a, b series) time.Duration {
+	if len(a) == 0 || len(b) == 0 {
+		return 0
+	}
+	d := make(series, 0, len(a)*len(b))
+	for _, x := range a {
+		for _, y := range b {
+			d = append(d, x-y)
+		}
+	}
+	return d.pct(50)
+}
+
+func signed(d time.Duration) string {
+	if d < 0 {
+		return "−" + ms(-d)
+	}
+	return "+" + ms(d)
+}
+
 // signedTriple renders p50 / p90 / p99 of differences that may be negative.
 func signedTriple(s series) string {
 	if len(s) == 0 {
 		return "–"
 	}
-	f := func(d time.Duration) string {
-		if d < 0 {
-			return "−" + ms(-d)
-		}
-		return "+" + ms(d)
-	}
-	return fmt.Sprintf("%s / %s / %s", f(s.pct(50)), f(s.pct(90)), f(s.pct(99)))
+	return fmt.Sprintf("%s / %s / %s", signed(s.pct(50)), signed(s.pct(90)), signed(s.pct(99)))
 }
