@@ -327,7 +327,7 @@ func (r *frontResult) mainRows(row func(...string)) {
 	for v, verb := range []string{"ADD", "DEL"} {
 		rt, ok := r.overheadRatio(v)
 		row(fmt.Sprintf("ECS front: what it adds to vpc-eni's %s (front p50 − stand-in p50, same run) vs the plain plugin's %s p50", verb, verb),
-			fmt.Sprintf("+%s vs %s", ms(r.overhead(v)), ms(r.calls[kPlain][v].ok.pct(50))), "", fmt.Sprintf("%.2f", rt),
+			fmt.Sprintf("%s vs %s", signed(r.overhead(v)), ms(r.calls[kPlain][v].ok.pct(50))), "", fmt.Sprintf("%.2f", rt),
 			fmt.Sprintf("≤ %.1f×", frontTarget), passFail(ok && rt <= frontTarget))
 	}
 }
@@ -357,8 +357,8 @@ func (r *frontResult) render(w *strings.Builder) {
 			row(frontKinds[k], c[0].ok.triple(), c[1].ok.triple(), ms(c[0].cpu.pct(50))+" / "+ms(c[1].cpu.pct(50)), rssText(c[0].rss), c[0].failText()+" / "+c[1].failText())
 		}
 		if fl := &r.calls[kFloor]; fl[0].calls() > 0 {
-			row("what the floor adds: floor p50 − stand-in p50; shift estimate", fmt.Sprintf("+%s; shift %s", ms(fl[0].ok.pct(50)-r.calls[kStandin][0].ok.pct(50)), signed(hodgesLehmann(fl[0].ok, r.calls[kStandin][0].ok))),
-				fmt.Sprintf("+%s; shift %s", ms(fl[1].ok.pct(50)-r.calls[kStandin][1].ok.pct(50)), signed(hodgesLehmann(fl[1].ok, r.calls[kStandin][1].ok))), "", "", "")
+			row("what the floor adds: floor p50 − stand-in p50; shift estimate", fmt.Sprintf("%s; shift %s", signed(fl[0].ok.pct(50)-r.calls[kStandin][0].ok.pct(50)), signed(hodgesLehmann(fl[0].ok, r.calls[kStandin][0].ok))),
+				fmt.Sprintf("%s; shift %s", signed(fl[1].ok.pct(50)-r.calls[kStandin][1].ok.pct(50)), signed(hodgesLehmann(fl[1].ok, r.calls[kStandin][1].ok))), "", "", "")
 		}
 		if len(r.inner[0]) > 0 {
 			row("the stand-in as the front runs it (front log: fork to reaped, held time excluded)", r.inner[0].triple(), r.inner[1].triple(), "", "", "")
@@ -381,7 +381,7 @@ func (r *frontResult) render(w *strings.Builder) {
 		for v, verb := range []string{"ADD", "DEL"} {
 			rt, ok := r.overheadRatio(v)
 			row(fmt.Sprintf("**front overhead, %s**: front p50 − stand-in p50; per round (paired) p50 / p90 / p99; shift estimate (Hodges–Lehmann: median of all front − stand-in differences)", verb),
-				fmt.Sprintf("+%s; paired %s; shift %s", ms(r.overhead(v)), signedTriple(r.paired[v]), signed(hodgesLehmann(r.calls[kFront][v].ok, r.calls[kStandin][v].ok))),
+				fmt.Sprintf("%s; paired %s; shift %s", signed(r.overhead(v)), signedTriple(r.paired[v]), signed(hodgesLehmann(r.calls[kFront][v].ok, r.calls[kStandin][v].ok))),
 				fmt.Sprintf("plain plugin %s p50 %s", verb, ms(r.calls[kPlain][v].ok.pct(50))),
 				fmt.Sprintf("overhead / plain = **%.2f**", rt), fmt.Sprintf("target ≤ %.1f×", frontTarget), passFail(ok && rt <= frontTarget))
 		}
@@ -395,7 +395,8 @@ func (r *frontResult) render(w *strings.Builder) {
 		for k, name := range []string{"straight to the stand-in", "through the front"} {
 			row(name, r.cni[k][0].triple(), r.cni[k][1].triple(), fmt.Sprintf("%d / %d", r.cniBad[k][0], r.cniBad[k][1]))
 		}
-		row("front − straight, p50", "+"+ms(r.cni[1][0].pct(50)-r.cni[0][0].pct(50)), "+"+ms(r.cni[1][1].pct(50)-r.cni[0][1].pct(50)), "")
+		row("front − straight: p50 difference; shift estimate", signed(r.cni[1][0].pct(50)-r.cni[0][0].pct(50))+"; shift "+signed(hodgesLehmann(r.cni[1][0], r.cni[0][0])),
+			signed(r.cni[1][1].pct(50)-r.cni[0][1].pct(50))+"; shift "+signed(hodgesLehmann(r.cni[1][1], r.cni[0][1])), "")
 		if r.cniErr != "" {
 			p("\nLast libcni error: %s\n", truncate(r.cniErr, 200))
 		}

@@ -47,6 +47,10 @@ type upstreamProc struct {
 	pid         int
 	stdin       *os.File // write end; the child holds the read end
 	out, errOut *os.File
+	// pidfd, when the kernel gives one, is waited on in the runtime's
+	// poller: the front's threads all sleep while the upstream runs
+	// (blocked in waitid, the runtime's monitor would keep polling).
+	pidfd *os.File
 
 	mu     sync.Mutex
 	reaped bool // set before the PID is released: no kill after it
@@ -77,10 +81,14 @@ func startUpstream(bin upstreamBin, verb string, args []string) (*upstreamProc, 
 		p.closeFiles()
 		return nil, err
 	}
+	pidfd := -1
 	attr := &syscall.ProcAttr{
 		Env:   upstreamEnv(os.Environ(), filepath.Dir(bin.Path), verb),
 		Files: []uintptr{r.Fd(), p.out.Fd(), p.errOut.Fd()},
 		Sys:   &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
+	}
+	if pidfdWait {
+		attr.Sys.PidFD = &pidfd
 	}
 	runtime.LockOSThread()
 	p.start = time.Now()
@@ -92,8 +100,19 @@ func startUpstream(bin upstreamBin, verb string, args []string) (*upstreamProc, 
 		p.closeFiles()
 		return nil, &os.PathError{Op: "fork/exec", Path: bin.File, Err: err}
 	}
+	if pidfd >= 0 {
+		if syscall.SetNonblock(pidfd, true) == nil {
+			p.pidfd = os.NewFile(uintptr(pidfd), "pidfd") // non-blocking: in the poller
+		} else {
+			_ = syscall.Close(pidfd)
+		}
+	}
 	return p, nil
 }
+
+// pidfdWait: wait for the upstream on a pidfd when the kernel gives one
+// (tests turn it off to cover the waitid fallback).
+var pidfdWait = true
 
 // scratchFile is an anonymous file for the upstream's output.
 func scratchFile(name string) (*os.File, error) {
@@ -109,7 +128,7 @@ func scratchFile(name string) (*os.File, error) {
 }
 
 func (p *upstreamProc) closeFiles() {
-	for _, f := range []*os.File{p.stdin, p.out, p.errOut} {
+	for _, f := range []*os.File{p.stdin, p.out, p.errOut, p.pidfd} {
 		if f != nil {
 			_ = f.Close()
 		}
@@ -157,10 +176,14 @@ func (p *upstreamProc) release(ctx context.Context, stdin []byte) *upstreamRun {
 // wait waits for the upstream to exit without reaping it, marks it reaped
 // (no kill can reach a reused PID), then reaps it.
 func (p *upstreamProc) wait() (syscall.WaitStatus, error) {
-	var info unix.Siginfo
 	var err error = unix.EINTR
-	for errors.Is(err, unix.EINTR) {
-		err = unix.Waitid(unix.P_PID, p.pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+	if !p.pollExit() {
+		var info unix.Siginfo
+		for errors.Is(err, unix.EINTR) {
+			err = unix.Waitid(unix.P_PID, p.pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		}
+	} else {
+		err = nil
 	}
 	p.mu.Lock()
 	p.reaped = true
@@ -175,6 +198,26 @@ func (p *upstreamProc) wait() (syscall.WaitStatus, error) {
 			return ws, err
 		}
 	}
+}
+
+// pollExit waits in the runtime's poller until the upstream has exited
+// (its pidfd turns readable), without reaping it; false when it cannot.
+func (p *upstreamProc) pollExit() bool {
+	if p.pidfd == nil {
+		return false
+	}
+	rc, err := p.pidfd.SyscallConn()
+	if err != nil {
+		return false
+	}
+	exited := false
+	err = rc.Read(func(fd uintptr) bool {
+		var info unix.Siginfo
+		werr := unix.Waitid(unix.P_PIDFD, int(fd), &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+		exited = werr == nil && info.Signo != 0
+		return exited || (werr != nil && !errors.Is(werr, unix.EINTR))
+	})
+	return err == nil && exited
 }
 
 func readBack(f *os.File) []byte {
