@@ -22,7 +22,7 @@ const undoBudget = 3 * time.Second
 
 // add runs the upstream ADD, verifies what it claims, then installs the
 // policy routing in-process. If anything after the upstream ADD fails, ours
-// is undone and the upstream DEL returns the ENI to the host.
+// is undone and the upstream DEL runs (rollback).
 func (fr *front) add(stdin []byte) int {
 	facts, err := ParseFacts(fr.name, stdin)
 	if err != nil {
@@ -69,7 +69,8 @@ func (fr *front) add(stdin []byte) int {
 }
 
 // upstreamAdd runs the upstream ADD bounded by limit. The signal handler
-// (spawn) and during run while the upstream starts, off the call's path.
+// (spawn) and during go in while the upstream starts, before it can act:
+// off the call's path.
 func (fr *front) upstreamAdd(path upstreamBin, stdin []byte, limit time.Duration, during func()) *upstreamRun {
 	p, r := fr.spawn(path, "ADD", nil)
 	if p == nil {
