@@ -92,16 +92,18 @@ clean:
 	rm -rf bin .tools
 	rm -rf dist
 
-# Performance against upstream sbr in one interleaved run (root; ~3-4 min);
-# writes docs/BENCHMARKS.md. Quick run that only prints:
+# Performance against upstream sbr, and the ECS front's cost, in one
+# interleaved run (root; ~4-5 min); writes docs/BENCHMARKS.md. Quick run that only prints:
 # make bench BENCHFLAGS=-quick. Not run by CI.
 .PHONY: bench
 bench: build tools
 	$(GO) build -trimpath -ldflags "-s -w" -o bin/bench-empty ./integration/bench/empty
 	$(GO) build -trimpath -ldflags "-s -w" -o bin/bench-spawn ./integration/bench/spawn
 	$(GO) build -trimpath -ldflags "-s -w" -o bin/bench-imdsfloor ./integration/bench/imdsfloor
+	$(GO) build -trimpath -ldflags "-s -w" -o bin/bench-fake-vpc-eni ./integration/cmd/fake-vpc-eni
+	$(GO) build -trimpath -ldflags "-s -w" -o bin/bench-frontfloor ./integration/bench/frontfloor
 	$(GO) build -o bin/bench ./integration/bench
-	$(if $(filter 0,$(shell id -u)),,sudo) ./bin/bench -bin $(BIN) -sbr $(TOOLS)/sbr -aemm $(TOOLS)/ec2-metadata-mock -empty bin/bench-empty -spawn bin/bench-spawn $(BENCHFLAGS)
+	$(if $(filter 0,$(shell id -u)),,sudo) ./bin/bench -bin $(BIN) -sbr $(TOOLS)/sbr -aemm $(TOOLS)/ec2-metadata-mock -empty bin/bench-empty -spawn bin/bench-spawn -fake bin/bench-fake-vpc-eni $(BENCHFLAGS)
 
 # Reliability suite (root; ~4 min on 2 cores): each fuzz target for FUZZTIME,
 # then every reliability scenario with the churn enabled (CHURN_CYCLES ADD/DEL

@@ -371,6 +371,7 @@ func startFront(t *testing.T, l *frontLayout, name string, env h.Env, stdin []by
 		"CNI_COMMAND=" + env.Command, "CNI_CONTAINERID=" + env.ContainerID, "CNI_NETNS=" + env.Netns,
 		"CNI_IFNAME=" + env.IfName, "CNI_PATH=" + l.Dir, "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
 	}
+	cmd.Env = append(cmd.Env, env.Extra...)
 	cmd.Stdin = bytes.NewReader(stdin)
 	var out bytes.Buffer
 	cmd.Stdout = &out

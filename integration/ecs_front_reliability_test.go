@@ -6,6 +6,7 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -289,4 +290,106 @@ func TestECSFrontConcurrentTasks(t *testing.T) {
 		assertENIInHost(t, enis[i])
 	}
 	rep.add("%d tasks at once: all ADDs done in %.0f ms, all DELs in %.0f ms; each task's own table, nothing left", n, ms(addTook), ms(time.Since(start)))
+}
+
+// TestECSFrontHostNetnsBeforeUpstream (issue 22.4): CNI_NETNS names the
+// front's own namespace (the host's, behind a reused /proc/<pid>/ns/net)
+// and the upstream, like the real vpc-eni, does not check that itself. The
+// front refuses in its preflight, code 7, before the upstream runs: no
+// address on the ENI, no IMDS blackhole in the "host". A fresh namespace
+// plays the host (the front runs in it through ip netns exec); the same
+// stand-in run directly there shows what the upstream would have done.
+func TestECSFrontHostNetnsBeforeUpstream(t *testing.T) {
+	rep := scenario(t, "E6", "ECS front: CNI_NETNS is the front's own (host) namespace and the upstream does not check: refused before the upstream runs")
+	l := newFrontLayout(t, nil)
+	host, eni := newTaskNS(t), newTaskENI(t, "10.0.40.20/24", "10.0.40.1")
+	eni.MoveOnly(t, host.Netns, eni.Name)
+	routes := func() string {
+		return host.IP(t, "-4", "route", "show", "table", "all") + host.IP(t, "-6", "route", "show", "table", "all")
+	}
+	before := routes()
+	env := h.Env{Command: "ADD", ContainerID: "task-hostns", Netns: host.Proc, IfName: "eth0", Extra: []string{"FAKE_VPC_ENI_NO_NETNS_CHECK=1"}}
+	front, out := startFront(t, l, "vpc-eni", env, eni.eniConf(false), "ip", "netns", "exec", host.Name)
+	if err := front.Wait(); err == nil {
+		t.Fatalf("ADD in the front's own namespace succeeded: %s", out)
+	}
+	var te types.Error
+	if err := json.Unmarshal(out.Bytes(), &te); err != nil || te.Code != types.ErrInvalidNetworkConfig || !strings.Contains(te.Msg, "refusing") {
+		t.Fatalf("ADD output %s: want a code 7 refusal", out)
+	}
+	if got := l.calls("vpc-eni"); len(got) != 0 {
+		t.Fatalf("upstream ran: %v", got)
+	}
+	if after := routes(); after != before || strings.Contains(after, "blackhole") {
+		t.Fatalf("routes of the namespace playing the host changed:\n before %s\n after  %s", before, after)
+	}
+	nl := host.Handle(t)
+	if hasAddr(nl, eni.Name, eni.Addr) || hasAddr(nl, "eth0", eni.Addr) {
+		t.Fatal("the ENI was configured in the front's own namespace")
+	}
+	rep.add("front run in the namespace CNI_NETNS names, upstream with FAKE_VPC_ENI_NO_NETNS_CHECK=1: exit 1 code 7 (%s); upstream never executed; routes and ENI untouched", te.Msg)
+	// What the refusal prevents: the stand-in in this mode configures the
+	// namespace it is given, IMDS blackholes in its main table included.
+	up := exec.Command("ip", "netns", "exec", host.Name, filepath.Join(l.Up, "vpc-eni"))
+	up.Env = append(slices.Clone(front.Env), "CNI_PATH="+l.Up)
+	up.Stdin = strings.NewReader(string(eni.eniConf(false)))
+	if b, err := up.CombinedOutput(); err != nil {
+		t.Fatalf("stand-in ADD run directly: %v %s", err, b)
+	}
+	if !strings.Contains(routes(), "blackhole 169.254.169.254") {
+		t.Fatalf("the stand-in without its netns check did not configure the namespace it was given:\n%s", routes())
+	}
+	rep.add("control: the same stand-in run directly there exits 0 and blackholes 169.254.169.254 in that namespace's main table")
+}
+
+// TestECSFrontBranchRollback (issue 22.10): vpc-branch-eni reports success
+// although its rename to eth0 failed on a stale eth0 in the task namespace.
+// The front catches it, and its rollback message says what vpc-branch-eni's
+// DEL does (deletes the link named eth0 — here the stale one — and returns
+// nothing to the host) and names the branch link still in the namespace
+// with the branch MAC. (The branch link, a VLAN on the trunk in reality, is
+// a veth end carrying the branch MAC: no vlan links on this kernel.)
+func TestECSFrontBranchRollback(t *testing.T) {
+	rep := scenario(t, "E7", "ECS front: vpc-branch-eni false success over a stale eth0; the rollback names the branch link left in the task namespace")
+	l := newFrontLayout(t, nil)
+	l.setMode(t, "vpc-branch-eni", "vlan")
+	task := newTaskNS(t)
+	stale := newTaskENI(t, "10.0.41.99/24", "10.0.41.1")
+	stale.MoveOnly(t, task.Netns, "eth0")
+	branch := newTaskENI(t, "10.0.41.20/24", "10.0.41.1")
+	a := newAgent(t, l)
+	err := a.add(t, branch.eniConf(true), task, "task-stale")
+	if err == nil {
+		t.Fatal("ADD over a stale eth0 succeeded")
+	}
+	te := cniErr(t, err)
+	for _, want := range []string{
+		"vpc-branch-eni reported success but",
+		fmt.Sprintf("eth0 has MAC %s, not the ENI's %s", stale.MAC, branch.MAC),
+		"vpc-branch-eni: deletes the link named eth0 in CNI_NETNS, returns nothing to the host",
+		fmt.Sprintf("still in CNI_NETNS with the ENI's MAC %s: %s", branch.MAC, branch.Name),
+	} {
+		if !strings.Contains(te.Msg, want) {
+			t.Fatalf("error %q lacks %q", te.Msg, want)
+		}
+	}
+	if te.Code != types.ErrTryAgainLater || strings.Contains(te.Msg, "returned the ENI to the host") {
+		t.Fatalf("error %d %q", te.Code, te.Msg)
+	}
+	nl := task.Handle(t)
+	assertNothingOurs(t, nl)
+	if _, err := nl.LinkByName("eth0"); err == nil {
+		t.Fatal("the stale eth0 is still there: the upstream DEL did not run as vpc-branch-eni's")
+	}
+	if l, err := nl.LinkByName(branch.Name); err != nil || l.Attrs().HardwareAddr.String() != branch.MAC.String() {
+		t.Fatalf("branch link %s: %v", branch.Name, err)
+	}
+	if got := l.calls("vpc-branch-eni"); !slices.Equal(got, []string{"ADD", "DEL"}) {
+		t.Fatalf("upstream calls %v, want [ADD DEL]", got)
+	}
+	if m := l.logLines(t)[0]; m["outcome"] != "error" || m["by"] != "front" || !strings.Contains(m["error"].(string), branch.Name) {
+		t.Fatalf("ADD log line %v", m)
+	}
+	rep.add("stale eth0 (MAC %s), branch %s: ADD exit code %d; the error says vpc-branch-eni's DEL deletes eth0 and returns nothing, and names %s still carrying the branch MAC",
+		stale.MAC, branch.MAC, te.Code, branch.Name)
 }

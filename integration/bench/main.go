@@ -27,27 +27,31 @@ import (
 )
 
 var (
-	flagBin      = flag.String("bin", "bin/ec2-policy-routes", "ec2-policy-routes binary (built as by `make build`)")
-	flagSbr      = flag.String("sbr", ".tools/bin/sbr", "upstream sbr binary (`make tools`)")
-	flagAEMM     = flag.String("aemm", ".tools/bin/ec2-metadata-mock", "AWS ec2-metadata-mock binary (`make tools`); the IMDS phase also runs against it when present")
-	flagEmpty    = flag.String("empty", "bin/bench-empty", "empty Go binary: the exec floor")
-	flagFloor    = flag.String("imdsfloor", "bin/bench-imdsfloor", "minimal IMDSv2 client (integration/bench/imdsfloor): the IMDS phase's floor; skipped when missing")
-	flagSpawn    = flag.String("spawn", "bin/bench-spawn", "spawn helper (integration/bench/spawn) that times each call and reports its rusage")
-	flagStrace   = flag.String("strace", "strace", "strace binary for the idle-cost cross-check (skipped when missing)")
-	flagN        = flag.Int("n", 200, "ADD and DEL calls per plugin (and floor calls per kind)")
-	flagArrivalN = flag.Int("arrival-n", 100, "link-arrival trials")
-	flagDelay    = flag.Duration("arrival-delay", 50*time.Millisecond, "link moved into the netns this long after ADD starts")
-	flagTimeoutN = flag.Int("timeout-n", 100, "absent-link ADD calls (linkTimeout 1s)")
-	flagTimeoutP = flag.Int("timeout-par", 4, "absent-link ADDs running at once")
-	flagIdle     = flag.Duration("idle", 10*time.Second, "idle-cost observation window after ADD returns")
-	flagIMDSN    = flag.Int("imds-n", 100, "ADD calls with IMDS enabled against the local fake")
-	flagQuick    = flag.Bool("quick", false, "quick run: small sample counts, short idle window; prints only unless -out is given")
-	flagOut      = flag.String("out", "docs/BENCHMARKS.md", "write the markdown report here (empty: print only)")
-	flagSeed     = flag.Uint64("seed", 0, "random seed for call order (0: from the clock)")
-	flagOnly     = flag.String("only", "", "run only these phases (comma-separated: floor,adddel,arrival,timeout,idle,imds); prints only unless -out is given")
-	flagCompare  = flag.String("compare", "", "profiling aid: comma-separated binaries compared call by call (interleaved, -n each); no report")
-	flagCompVerb = flag.String("compare-verb", "VERSION", "with -compare: VERSION, ADD (ADD then DEL on fresh namespaces), or ADD-IMDS (ADD with imds.enabled against the in-process fake)")
-	verbose      = flag.Bool("v", false, "verbose progress")
+	flagBin        = flag.String("bin", "bin/ec2-policy-routes", "ec2-policy-routes binary (built as by `make build`)")
+	flagSbr        = flag.String("sbr", ".tools/bin/sbr", "upstream sbr binary (`make tools`)")
+	flagAEMM       = flag.String("aemm", ".tools/bin/ec2-metadata-mock", "AWS ec2-metadata-mock binary (`make tools`); the IMDS phase also runs against it when present")
+	flagEmpty      = flag.String("empty", "bin/bench-empty", "empty Go binary: the exec floor")
+	flagFloor      = flag.String("imdsfloor", "bin/bench-imdsfloor", "minimal IMDSv2 client (integration/bench/imdsfloor): the IMDS phase's floor; skipped when missing")
+	flagSpawn      = flag.String("spawn", "bin/bench-spawn", "spawn helper (integration/bench/spawn) that times each call and reports its rusage")
+	flagStrace     = flag.String("strace", "strace", "strace binary for the idle-cost cross-check (skipped when missing)")
+	flagN          = flag.Int("n", 200, "ADD and DEL calls per plugin (and floor calls per kind)")
+	flagArrivalN   = flag.Int("arrival-n", 100, "link-arrival trials")
+	flagDelay      = flag.Duration("arrival-delay", 50*time.Millisecond, "link moved into the netns this long after ADD starts")
+	flagTimeoutN   = flag.Int("timeout-n", 100, "absent-link ADD calls (linkTimeout 1s)")
+	flagTimeoutP   = flag.Int("timeout-par", 4, "absent-link ADDs running at once")
+	flagIdle       = flag.Duration("idle", 10*time.Second, "idle-cost observation window after ADD returns")
+	flagIMDSN      = flag.Int("imds-n", 100, "ADD calls with IMDS enabled against the local fake")
+	flagFake       = flag.String("fake", "bin/bench-fake-vpc-eni", "the vpc-eni stand-in (integration/cmd/fake-vpc-eni) the front phases run upstream")
+	flagFrontBase  = flag.String("front-base", "", "profiling aid: another build of the plugin whose front the front phase also runs, interleaved (A/B in one run)")
+	flagFrontFloor = flag.String("frontfloor", "bin/bench-frontfloor", "minimal exec-and-wait front (integration/bench/frontfloor): the front phase's floor")
+	flagFrontN     = flag.Int("front-n", 200, "front phase rounds (stand-in, front, plain plugin: ADD and DEL each); half as many through libcni")
+	flagQuick      = flag.Bool("quick", false, "quick run: small sample counts, short idle window; prints only unless -out is given")
+	flagOut        = flag.String("out", "docs/BENCHMARKS.md", "write the markdown report here (empty: print only)")
+	flagSeed       = flag.Uint64("seed", 0, "random seed for call order (0: from the clock)")
+	flagOnly       = flag.String("only", "", "run only these phases (comma-separated: floor,adddel,arrival,timeout,idle,imds,front,frontcni); prints only unless -out is given")
+	flagCompare    = flag.String("compare", "", "profiling aid: comma-separated binaries compared call by call (interleaved, -n each); no report")
+	flagCompVerb   = flag.String("compare-verb", "VERSION", "with -compare: VERSION, ADD (ADD then DEL on fresh namespaces), or ADD-IMDS (ADD with imds.enabled against the in-process fake)")
+	verbose        = flag.Bool("v", false, "verbose progress")
 )
 
 const (
@@ -68,6 +72,7 @@ func main() {
 			"timeout-n": func() { *flagTimeoutN = 12 },
 			"idle":      func() { *flagIdle = 3 * time.Second },
 			"imds-n":    func() { *flagIMDSN = 20 },
+			"front-n":   func() { *flagFrontN = 30 },
 			"out":       func() { *flagOut = "" },
 		}
 		for name, set := range quick {
@@ -208,6 +213,8 @@ func (b *bench) runAll(ctx context.Context) error {
 		{"timeout", "absent link, linkTimeout 1s", b.timeout},
 		{"idle", "idle cost", b.idle},
 		{"imds", "IMDS enabled, local fake and ec2-metadata-mock", b.imds},
+		{"front", "ECS front: stand-in alone, front, plain plugin, interleaved", b.frontPhase},
+		{"frontcni", "ECS front through libcni: straight vs through the front", b.frontCNI},
 	}
 	only := map[string]bool{}
 	for _, k := range strings.Split(*flagOnly, ",") {

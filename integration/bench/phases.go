@@ -36,6 +36,8 @@ type results struct {
 	idle idleResult
 
 	imds imdsResult
+
+	front frontResult
 }
 
 var versionStdin = []byte(`{"cniVersion":"1.0.0"}`)

@@ -113,9 +113,9 @@ func (b *bench) render() string {
 	p("- Load average at start / end: %s / %s\n", m.loadStart, m.loadEnd)
 	p("- ec2-policy-routes: %s; %s (`make build` flags: `-trimpath -ldflags \"-s -w\"`, CGO_ENABLED=0)\n", versionOf(b.bin[ours]), buildOf(b.bin[ours]))
 	p("- sbr: %s (`go install`, as `make tools`)\n", buildOf(b.bin[sbr]))
-	p("- Samples: %d ADD and %d DEL per plugin, %d floor calls per kind, %d link arrivals, %d absent-link ADDs (%d at once), idle window %s; seed %d\n\n",
+	p("- Samples: %d ADD and %d DEL per plugin, %d floor calls per kind, %d link arrivals, %d absent-link ADDs (%d at once), idle window %s, %d ECS front rounds (%d through libcni); seed %d\n\n",
 		r.add[ours].calls(), r.del[ours].calls(), r.empty.calls(), len(r.arrivalTotal)+len(r.arrivalFail.failures),
-		len(r.timeoutTotal), *flagTimeoutP, r.idle.window, r.seed)
+		len(r.timeoutTotal), *flagTimeoutP, r.idle.window, r.front.calls[kFront][0].calls(), len(r.front.cni[1][0]), r.seed)
 
 	addO, addS := r.add[ours].ok, r.add[sbr].ok
 	delO, delS := r.del[ours].ok, r.del[sbr].ok
@@ -167,11 +167,13 @@ func (b *bench) render() string {
 		"", "", fmt.Sprintf("≤ %.2f× (fake)", imdsRatioTarget), passFail(okFake && onOff <= imdsRatioTarget))
 	row("What IMDS adds to an ADD (p50 on − off) vs what a minimal IMDSv2 client (token + the same 5 GETs, no SDK; integration/bench/imdsfloor) costs a fresh process (p50 above the empty binary): local fake; ec2-metadata-mock",
 		r.imds.floorText(), "", "", "", "")
+	r.front.mainRows(row)
 	p("\n")
 
 	b.renderBreakdown(&w)
 	b.renderIdle(&w)
 	b.renderIMDS(&w)
+	r.front.render(&w)
 
 	p("## Method\n\n")
 	p("- Every ADD/DEL round creates two fresh network namespaces, each with a veth \"ENI\" moved in as `%s`, addressed %s, up, with a main default route via %s (what vpc-eni or host-device+static leaves). ", ifName, eniAddr, eniGW)
@@ -183,7 +185,8 @@ func (b *bench) render() string {
 	p("- Link arrival: ADD starts with the ENI still in the host namespace; a timer %s after the fork moves it in over netlink (move, rename, address, up). Measured from just before the final `set up` to ADD's reaped exit.\n", *flagDelay)
 	p("- Absent link: a namespace without the interface, `linkTimeout` 1 s; %d run at once, staggered.\n", *flagTimeoutP)
 	p("- Idle cost: see the idle section above.\n")
-	p("- Reproduce: `make bench` (about 3–4 minutes); `make bench BENCHFLAGS=-quick` for a quick run that only prints.\n")
+	p("- ECS front: see its section above.\n")
+	p("- Reproduce: `make bench` (about 4–5 minutes); `make bench BENCHFLAGS=-quick` for a quick run that only prints; `bin/bench -only front -front-base OTHER_BUILD` compares two fronts in one run.\n")
 	return w.String()
 }
 

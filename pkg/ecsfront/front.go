@@ -32,14 +32,18 @@ const maxStdin = 1 << 20
 //   - Probes (no CNI_COMMAND: --capabilities, --version, anything else):
 //     UP/<name> with the same arguments; its stdout byte for byte and its
 //     exit status.
-//   - ADD: the upstream ADD (same stdin and environment, CNI_PATH=UP,
-//     bounded by upstreamTimeout); then verification in CNI_NETNS (the link
+//   - ADD: a preflight that rejects what ours would (config, CNI_NETNS
+//     the host's or the front's own namespace) before anything runs; the
+//     upstream ADD (same stdin and environment, CNI_PATH=UP, bounded by
+//     upstreamTimeout); then verification in CNI_NETNS (the link
 //     CNI_IFNAME, its MAC, every configured address); then the plugin's own
 //     ADD in-process (plugin.Run) on a synthesized prevResult (PluginConfig).
 //     The output is the upstream's. When anything after the upstream ADD
 //     fails (or the upstream failed or was killed), ours is undone and the
-//     upstream DEL returns the ENI to the host; the error is ours (or the
-//     upstream's own, passed through).
+//     upstream DEL runs (vpc-eni's returns the ENI to the host,
+//     vpc-branch-eni's deletes the link named CNI_IFNAME); the error says
+//     which, and names any link still carrying the ENI's MAC in CNI_NETNS.
+//     It is ours (or the upstream's own, passed through).
 //   - DEL: ours first, never failing the DEL, derived from the kernel
 //     (routes and rules stamped with protocol 236, tables found by link),
 //     so it holds after an agent restart lost the container's /run; then
@@ -64,6 +68,10 @@ const maxStdin = 1 << 20
 type front struct {
 	name     string // vpc-eni or vpc-branch-eni
 	ctx      context.Context
+	cancel   context.CancelCauseFunc
+	sigs     chan os.Signal // nil until watchSignals
+	logOpen  func()         // opens the log file ahead of the call's line
+	pre      *preConf       // ADD: our configuration, built while the upstream starts
 	start    time.Time
 	settings *Settings
 	log      *slog.Logger
@@ -75,34 +83,56 @@ type front struct {
 // Main runs the front for the fronted plugin name the binary was invoked
 // as and returns the process exit status. It logs one line per call.
 func Main(name string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	ctx, stop := signalContext()
-	defer stop()
-	fr := &front{name: name, ctx: ctx, start: time.Now(), stdout: stdout, stderr: stderr}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	fr := &front{name: name, ctx: ctx, cancel: cancel, start: time.Now(), stdout: stdout, stderr: stderr}
+	defer fr.stopSignals()
 	fr.rec = &callRecord{name: name, start: fr.start}
 	s, serr := loadOwnSettings(fr.rec)
 	fr.settings = s
-	log, release := newLogger(s)
+	log, prepare, release := newLogger(s)
 	defer release()
-	fr.log = log
+	fr.log, fr.logOpen = log, prepare
 	code := fr.dispatch(args, stdin, serr)
 	fr.rec.exit = code
 	fr.rec.write(log)
 	return code
 }
 
-// signalContext is cancelled on SIGTERM/SIGINT with the plugin's signal
-// cause, so that every wait (upstream ADD, link wait, IMDS) ends and says
-// so; the cleanup that follows a failed ADD runs on its own budget.
-func signalContext() (context.Context, func()) {
-	ctx, cancel := context.WithCancelCause(context.Background())
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-	go func() {
+// watchSignals makes SIGTERM/SIGINT cancel the front's context with the
+// plugin's signal cause, so that every wait (upstream ADD, link wait,
+// IMDS) ends and says so; the cleanup that follows a failed ADD runs on
+// its own budget. It is installed once an upstream has been started, off
+// the path to it (until then the default action, exit, leaves nothing
+// behind: the front has changed nothing), and before anything of ours
+// changes the namespace.
+func (fr *front) watchSignals() {
+	if fr.sigs != nil {
+		return
+	}
+	fr.sigs = make(chan os.Signal, 1)
+	signal.Notify(fr.sigs, syscall.SIGTERM, syscall.SIGINT)
+	go func(sigs <-chan os.Signal) {
 		if _, ok := <-sigs; ok {
-			cancel(plugin.ErrSignal())
+			fr.cancel(plugin.ErrSignal())
 		}
-	}()
-	return ctx, func() { signal.Stop(sigs); close(sigs); cancel(nil) }
+	}(fr.sigs)
+}
+
+// prepareLog opens the log file while the upstream starts, off the path
+// of the call's one line at the end (which would open it otherwise), when
+// that line is at a level the log keeps.
+func (fr *front) prepareLog() {
+	if fr.log.Enabled(fr.ctx, slog.LevelInfo) {
+		fr.logOpen()
+	}
+}
+
+func (fr *front) stopSignals() {
+	if fr.sigs != nil {
+		signal.Stop(fr.sigs)
+		close(fr.sigs)
+	}
+	fr.cancel(nil)
 }
 
 // loadOwnSettings reads the settings file beside the front's executable.
@@ -162,10 +192,7 @@ type upstreamBin struct{ Path, File string }
 // cover) cannot change what runs.
 func (fr *front) upstreamPath() (upstreamBin, error) {
 	path := filepath.Join(fr.settings.Upstream, fr.name)
-	file, err := filepath.EvalSymlinks(path)
-	if err == nil {
-		err = CheckTrusted(file)
-	}
+	file, err := resolveTrusted(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return upstreamBin{}, fmt.Errorf("upstream plugin %s does not exist (settings upstream %q; re-run `ec2-policy-routes ecs install`): %w", path, fr.settings.Upstream, err)
@@ -205,7 +232,31 @@ func (fr *front) probe(args []string, serr error) int {
 
 // run executes the upstream and records the run for the log line.
 func (fr *front) run(ctx context.Context, path upstreamBin, verb string, args []string, stdin []byte) *upstreamRun {
-	r := runUpstream(ctx, path, verb, args, stdin)
+	p, r := fr.spawn(path, verb, args)
+	if p == nil {
+		return r
+	}
+	return fr.finish(ctx, p, stdin)
+}
+
+// spawn starts the upstream with its stdin held back (upstreamProc); the
+// caller's own work until finish overlaps the upstream's exec and runtime
+// start. When it cannot start, the run that says why is returned instead.
+func (fr *front) spawn(path upstreamBin, verb string, args []string) (*upstreamProc, *upstreamRun) {
+	p, err := startUpstream(path, verb, args)
+	if err != nil {
+		r := notStarted(verb, args, err)
+		fr.rec.upstream = append(fr.rec.upstream, r)
+		return nil, r
+	}
+	fr.watchSignals()
+	return p, nil
+}
+
+// finish releases a spawned upstream's stdin and waits for it, bounded by
+// ctx, and records the run for the log line.
+func (fr *front) finish(ctx context.Context, p *upstreamProc, stdin []byte) *upstreamRun {
+	r := p.release(ctx, stdin)
 	fr.rec.upstream = append(fr.rec.upstream, r)
 	return r
 }

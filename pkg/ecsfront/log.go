@@ -67,7 +67,7 @@ func (r *callRecord) write(log *slog.Logger) {
 	if len(r.upstream) > 0 {
 		runs := make([]map[string]any, 0, len(r.upstream))
 		for _, u := range r.upstream {
-			m := map[string]any{"verb": u.Verb, "exit": u.Exit, "duration_ms": ms(u.Duration)}
+			m := map[string]any{"verb": u.Verb, "exit": u.Exit, "duration_ms": ms(u.Duration), "held_ms": ms(u.Held)}
 			if u.Err != nil {
 				m["error"] = u.Err.Error()
 			}
@@ -117,11 +117,12 @@ func (r *callRecord) oursAttrs() []slog.Attr {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// newLogger opens the front's log at the settings' level.
-func newLogger(s *Settings) (*slog.Logger, func()) {
+// newLogger opens the front's log at the settings' level; prepare opens
+// its file ahead of the call's line (see front.prepareLog).
+func newLogger(s *Settings) (log *slog.Logger, prepare, release func()) {
 	level := ""
 	if s != nil {
 		level = s.LogLevel
 	}
-	return logging.New(logging.Options{File: logFileFor(s), Level: level})
+	return logging.NewPrepared(logging.Options{File: logFileFor(s), Level: level})
 }

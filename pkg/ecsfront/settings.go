@@ -154,15 +154,12 @@ var ErrUntrusted = errors.New("untrusted path")
 // may be world-writable: its other users cannot replace a root-owned entry.
 // Symlinks are followed (the check is on what would be opened).
 func CheckTrusted(path string) error {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return err
+	_, err := resolveTrusted(path)
+	var u unresolved
+	if errors.As(err, &u) {
+		return fmt.Errorf("%s: %w", path, u.err)
 	}
-	real, err := filepath.EvalSymlinks(abs)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return WalkTrusted(real, "/", RootOwner)
+	return err
 }
 
 // RootOwner is the front's owner rule: root only.

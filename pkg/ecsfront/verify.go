@@ -12,12 +12,6 @@ import (
 // upstream ADD.
 type observed = plugin.LinkFacts
 
-// observe reads the link named ifname in the namespace at netnsPath, opened
-// as the plugin's verbs open it.
-func observe(netnsPath, ifname string) (observed, error) {
-	return plugin.InspectLink(netnsPath, ifname)
-}
-
 // problems lists where the link differs from what the config says the
 // upstream made: vpc-eni reports success even when the rename, an address
 // or the route failed inside the namespace.

@@ -81,6 +81,15 @@ type Options struct {
 // New returns a JSON-lines logger configured by o after applying the
 // environment overrides, and a function that closes the file.
 func New(o Options) (*slog.Logger, func()) {
+	l, _, closeFn := NewPrepared(o)
+	return l, closeFn
+}
+
+// NewPrepared is New plus prepare, which opens the file now instead of at
+// the first record (a no-op without a file): for a caller with idle time
+// before its first record, such as the ECS front while its upstream
+// starts. A failure is reported and handled as the first record's would.
+func NewPrepared(o Options) (l *slog.Logger, prepare, closeFn func()) {
 	o = o.withEnv()
 	if o.Stderr == nil {
 		o.Stderr = os.Stderr
@@ -91,18 +100,23 @@ func New(o Options) (*slog.Logger, func()) {
 		level = slog.LevelInfo
 	}
 	var w io.Writer
-	closeFn := func() {}
+	prepare, closeFn = func() {}, func() {}
 	switch o.File {
 	case "", FileOff:
-		return slog.New(slog.DiscardHandler), closeFn
+		return slog.New(slog.DiscardHandler), prepare, closeFn
 	case FileStderr:
 		w = o.Stderr
 	default:
 		f := NewFile(o.File, o.MaxSize, o.MaxBackups, o.Stderr)
 		w, closeFn = f, func() { _ = f.Close() }
+		prepare = func() {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.ensureOpen()
+		}
 	}
 	h := slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level, ReplaceAttr: redact})
-	return slog.New(h).With("pid", os.Getpid()), closeFn
+	return slog.New(h).With("pid", os.Getpid()), prepare, closeFn
 }
 
 func (o Options) withEnv() Options {
@@ -285,21 +299,30 @@ func NewFile(path string, maxSize int64, maxBackups int, stderr io.Writer) *File
 func (f *File) Write(p []byte) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.failed {
+	if !f.ensureOpen() {
 		return len(p), nil
-	}
-	if f.fd < 0 {
-		if err := f.open(); err != nil {
-			f.failed = true
-			notice(f.stderr, "cannot open log file %s: %v; continuing without a log file", f.path, err)
-			return len(p), nil
-		}
 	}
 	if err := f.writeLocked(p); err != nil {
 		f.failed = true
 		notice(f.stderr, "cannot write log file %s: %v; continuing without a log file", f.path, err)
 	}
 	return len(p), nil
+}
+
+// ensureOpen opens the file unless it is open or failed before, and
+// reports whether it is usable. f.mu is held.
+func (f *File) ensureOpen() bool {
+	if f.failed {
+		return false
+	}
+	if f.fd < 0 {
+		if err := f.open(); err != nil {
+			f.failed = true
+			notice(f.stderr, "cannot open log file %s: %v; continuing without a log file", f.path, err)
+			return false
+		}
+	}
+	return true
 }
 
 // lockWait bounds the wait for another process's rotation or write: they

@@ -89,7 +89,7 @@ func (p *Plugin) gatherAdd(args *skel.CmdArgs) (*addFacts, error) {
 		return f, err
 	}
 	f.lk = startLookups(f.ctx, p.openMetadata(cfg), cfg, f.sel, "nothing was installed")
-	if f.t, err = openTarget(args.Netns); err != nil {
+	if f.t, err = p.openTarget(args.Netns); err != nil {
 		return f, err
 	}
 	f.links = make([]plan.Link, len(f.sel))

@@ -70,7 +70,7 @@ func (p *Plugin) gatherCheck(cfg *config.Config, args *skel.CmdArgs) (*checkFact
 	if err != nil {
 		return f, err
 	}
-	if f.t, err = openTarget(args.Netns); err != nil {
+	if f.t, err = p.openTarget(args.Netns); err != nil {
 		return f, err
 	}
 	f.lk = startLookups(p.ctx(), p.openMetadata(cfg), cfg, sel, "CHECK cannot verify the IMDS-derived rules, routes and altnames")

@@ -65,7 +65,7 @@ func (p *Plugin) openForDel(args *skel.CmdArgs, out *Outcome) (*target, error) {
 		p.releaseAltNames(args, nil, out)
 		return nil, nil
 	}
-	t, err := openTarget(args.Netns)
+	t, err := p.openTarget(args.Netns)
 	if errors.Is(err, errNoNetns) {
 		// After a successful DEL, skel opens CNI_NETNS again (plain open)
 		// to compare it with the plugin's namespace: on a FIFO that blocks

@@ -16,14 +16,18 @@ import (
 
 // target is an open task network namespace with a netlink handle in it.
 type target struct {
-	path string
-	ns   ns.NetNS
-	h    *kernel.Handle
+	path     string
+	ns       ns.NetNS
+	h        *kernel.Handle
+	borrowed bool // Plugin.Netns's: its owner closes it
 }
 
 func (t *target) fd() int { return int(t.ns.Fd()) }
 
 func (t *target) Close() {
+	if t.borrowed {
+		return
+	}
 	if t.h != nil {
 		t.h.Close()
 	}
@@ -86,6 +90,16 @@ func openTarget(path string) (*target, error) {
 	return &target{path: path, ns: n, h: h}, nil
 }
 
+// openTarget is Netns when it was opened at path, else openTarget(path).
+func (p *Plugin) openTarget(path string) (*target, error) {
+	if n := p.Netns; n != nil && n.t.path == path {
+		t := *n.t
+		t.borrowed = true
+		return &t, nil
+	}
+	return openTarget(path)
+}
+
 // hostNetnsRefusal compares the namespace at fd with the one this thread
 // runs in and with PID 1's (see plan.HostNetnsRefusal).
 func hostNetnsRefusal(fd int) (string, error) {
@@ -132,6 +146,46 @@ func InspectLink(netnsPath, ifname string) (LinkFacts, error) {
 		return LinkFacts{}, err
 	}
 	defer t.Close()
+	return t.inspect(ifname)
+}
+
+// TaskNetns is CNI_NETNS opened once, as every verb opens it (openTarget):
+// a caller that must refuse the host namespace before anything else runs
+// keeps it open and reads the same namespace afterwards.
+type TaskNetns struct{ t *target }
+
+// OpenTaskNetns opens the namespace at path; errors are *types.Error
+// (code 7 for the host's or the plugin's own namespace, 3 when missing).
+func OpenTaskNetns(path string) (*TaskNetns, error) {
+	t, err := openTarget(path)
+	if err != nil {
+		return nil, err
+	}
+	return &TaskNetns{t: t}, nil
+}
+
+// Close releases the namespace and its netlink socket.
+func (n *TaskNetns) Close() { n.t.Close() }
+
+// Inspect is InspectLink on the open namespace.
+func (n *TaskNetns) Inspect(ifname string) (LinkFacts, error) { return n.t.inspect(ifname) }
+
+// LinksWithMAC names the namespace's links that carry mac.
+func (n *TaskNetns) LinksWithMAC(mac net.HardwareAddr) ([]string, error) {
+	links, err := n.t.h.Links()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, l := range links {
+		if l.MAC == mac.String() {
+			out = append(out, l.Name)
+		}
+	}
+	return out, nil
+}
+
+func (t *target) inspect(ifname string) (LinkFacts, error) {
 	link, err := t.h.LinkByName(ifname)
 	if errors.Is(err, kernel.ErrNoLink) {
 		return LinkFacts{}, nil

@@ -41,6 +41,11 @@ type Plugin struct {
 	Metadata MetadataSource
 	// StateDir holds altname ownership records; state.DefaultDir when empty.
 	StateDir string
+	// Netns, when set, is CNI_NETNS already open (the ECS front opens it
+	// in its preflight): a verb whose CNI_NETNS is that path uses it, with
+	// its netlink socket, instead of opening the path again. The caller
+	// closes it.
+	Netns *TaskNetns
 }
 
 // MetadataSource opens a metadata session per invocation: the verb opens

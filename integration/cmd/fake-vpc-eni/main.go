@@ -21,6 +21,15 @@
 // (moves the ENI, then exits 0 without renaming or addressing), "fail"
 // (moves it, then exits 1), "hang" (configures it, then never exits),
 // "down" (configures it but leaves it down, so the front's link wait runs).
+// As vpc-branch-eni, "vlan" is the real plugin's DEL: it deletes whatever
+// link is named CNI_IFNAME in CNI_NETNS and returns nothing to the host (the
+// branch link, a VLAN on the trunk in reality, is the veth end carrying the
+// branch MAC here; ADD is unchanged: a failed rename to CNI_IFNAME, e.g. a
+// stale eth0, is ignored and the link stays under its own name).
+//
+// FAKE_VPC_ENI_NO_NETNS_CHECK=1 in the environment skips skel's check that
+// CNI_NETNS is not the plugin's own namespace, as the real vpc-eni has
+// none: ADD then configures whatever namespace it is given.
 // Every invocation appends its verb (or first argument) to
 // <executable>.calls.
 package main
@@ -168,6 +177,9 @@ func byMAC(h *netlink.Handle, mac net.HardwareAddr) (netlink.Link, error) {
 }
 
 func (f *fake) add(args *skel.CmdArgs) error {
+	if os.Getenv("FAKE_VPC_ENI_NO_NETNS_CHECK") == "1" {
+		args.NetnsOverride = "1"
+	}
 	e, err := f.parse(args.StdinData)
 	if err != nil {
 		return err
@@ -263,6 +275,12 @@ func (f *fake) del(args *skel.CmdArgs) error {
 		return nil
 	}
 	defer h.Close()
+	if f.branch && f.mode == "vlan" {
+		if l, err := h.LinkByName(args.IfName); err == nil {
+			_ = h.LinkDel(l) // whatever is named CNI_IFNAME, as vpc-branch-eni
+		}
+		return nil
+	}
 	link, err := byMAC(h, e.mac)
 	if err != nil {
 		return nil
