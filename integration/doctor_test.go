@@ -56,7 +56,7 @@ func (r *docRoot) link(target, p string) {
 
 func (r *docRoot) run(t *testing.T) *doctor.Report {
 	t.Helper()
-	rep, err := doctor.Run(context.Background(), doctor.Options{Root: r.root, Systemctl: "none"})
+	rep, err := doctor.Run(context.Background(), doctor.Options{Root: r.root, SkipUnits: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,9 +24,29 @@ import (
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/ecsfront"
 )
 
-// ecsCmd runs `ec2-policy-routes ecs ARGS...` as an operator would.
+// udevRoots holds each test's fixture root for the udev override.
+var udevRoots sync.Map
+
+// udevRoot is the test's host root for `ecs install --root`: install and
+// uninstall place and remove the udev override there, never in the real
+// /etc/udev/rules.d.
+func udevRoot(t *testing.T) string {
+	if r, ok := udevRoots.Load(t.Name()); ok {
+		return r.(string)
+	}
+	r := t.TempDir()
+	udevRoots.Store(t.Name(), r)
+	t.Cleanup(func() { udevRoots.Delete(t.Name()) })
+	return r
+}
+
+// ecsCmd runs `ec2-policy-routes ecs ARGS...` as an operator would (install
+// and uninstall with --root udevRoot(t) unless the test gives --root).
 func ecsCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
+	if len(args) > 0 && (args[0] == "install" || args[0] == "uninstall") && !slices.Contains(args, "--root") {
+		args = append([]string{args[0], "--root", udevRoot(t)}, args[1:]...)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, h.Binary(t), append([]string{"ecs"}, args...)...)
@@ -263,5 +285,116 @@ func TestDoctorECSFrontThroughAgent(t *testing.T) {
 	os.Remove(filepath.Join(dir, "ecs-imageonly"))
 	if c := docCheck(t, doctorJSON(), doctor.CheckECSPlugins); c.Status != doctor.StatusProblem || !strings.Contains(c.Summary, "ecs-imageonly") {
 		t.Errorf("plugin missing after an agent upgrade: %s %s", c.Status, c.Summary)
+	}
+}
+
+// TestECSInstallPopulatedDir (issue 22.1): `ecs install --dir /etc/ecs`
+// next to the agent's ecs.config is refused, naming it; with --force it
+// lays out beside it, and `ecs uninstall` removes only ours: ecs.config
+// survives, and so does the directory.
+func TestECSInstallPopulatedDir(t *testing.T) {
+	h.RequireRoot(t)
+	base := t.TempDir()
+	up, etc := filepath.Join(base, "amazon-ecs-cni-plugins"), filepath.Join(base, "etc/ecs")
+	upstreamDir(t, up)
+	ecsConfig := filepath.Join(etc, "ecs.config")
+	if err := os.MkdirAll(etc, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(ecsConfig, []byte("ECS_CLUSTER=prod\n"), 0o644)
+	args := []string{"install", "--dir", etc, "--upstream", up, "--ecs-config", ecsConfig}
+	if code, out, errs := ecsCmd(t, args...); code != 1 || !strings.Contains(errs, "entries this install does not own: ecs.config") {
+		t.Fatalf("install into a populated DIR: exit %d\n%s%s", code, out, errs)
+	}
+	if code, out, errs := ecsCmd(t, append(args, "--force", "--write")...); code != 0 {
+		t.Fatalf("install --force: exit %d\n%s%s", code, out, errs)
+	}
+	if b, _ := os.ReadFile(ecsConfig); string(b) != "ECS_CLUSTER=prod\nECS_CNI_PLUGINS_PATH="+etc+"\n" {
+		t.Errorf("ecs.config after install: %q", b)
+	}
+	code, out, errs := ecsCmd(t, "uninstall", "--dir", etc, "--write", "--ecs-config", ecsConfig)
+	if code != 0 || !strings.Contains(out, "left in "+etc+", not ours: ecs.config") {
+		t.Errorf("uninstall: exit %d\n%s%s", code, out, errs)
+	}
+	if b, err := os.ReadFile(ecsConfig); err != nil || string(b) != "ECS_CLUSTER=prod\n" {
+		t.Fatalf("ecs.config did not survive: %q %v", b, err)
+	}
+	if ents, _ := os.ReadDir(etc); len(ents) != 1 {
+		t.Errorf("left in %s: %v, want ecs.config only", etc, ents)
+	}
+}
+
+// TestECSFrontDefaultSettingsNoIMDS (issue 19.3): with the settings `ecs
+// install` writes by default, a task ENI's ADD uses the agent's facts and
+// succeeds with IMDS unreachable; a front whose settings enable IMDS
+// explicitly still fails (and installs nothing) when IMDS is dead.
+func TestECSFrontDefaultSettingsNoIMDS(t *testing.T) {
+	h.RequireRoot(t)
+	base := t.TempDir()
+	up, dir := filepath.Join(base, "up"), filepath.Join(base, "cni-plugins")
+	upstreamDir(t, up)
+	logFile, cfg := filepath.Join(base, "front.log"), filepath.Join(base, "front.json")
+	os.WriteFile(cfg, []byte(`{"logFile":"`+logFile+`","linkTimeout":"5s"}`), 0o644) // no "imds": the default
+	if code, out, errs := ecsCmd(t, "install", "--dir", dir, "--upstream", up, "--config", cfg, "--ecs-config", filepath.Join(base, "ecs.config")); code != 0 ||
+		!strings.Contains(out, "IMDS off") {
+		t.Fatalf("install: exit %d\n%s%s", code, out, errs)
+	}
+	a := newAgent(t, &frontLayout{Dir: dir, Up: up, LogFile: logFile})
+	task, eni := newTaskNS(t), newTaskENI(t, "10.0.7.20/24", "10.0.7.1")
+	if err := a.add(t, eni.eniConf(false), task, "task-noimds"); err != nil {
+		t.Fatalf("ADD with the default settings: %v", err)
+	}
+	rules, _ := h.Ours(t, task.Handle(t))
+	if len(rules) != 1 || rules[0].Src.String() != "10.0.7.20/32" || rules[0].Table != 10000 {
+		t.Errorf("rules of ours after ADD: %v", h.RuleStrings(rules))
+	}
+	if err := a.del(t, eni.eniConf(false), task, "task-noimds"); err != nil {
+		t.Fatalf("DEL: %v", err)
+	}
+
+	// IMDS enabled explicitly, its endpoint dead: today's semantics.
+	os.WriteFile(cfg, []byte(`{"logFile":"`+logFile+`","linkTimeout":"5s","imds":{"enabled":true,"endpoint":"http://127.0.0.1:1","timeout":"1s"}}`), 0o644)
+	if code, out, errs := ecsCmd(t, "install", "--dir", dir, "--upstream", up, "--config", cfg, "--ecs-config", filepath.Join(base, "ecs.config")); code != 0 {
+		t.Fatalf("install with IMDS: exit %d\n%s%s", code, out, errs)
+	}
+	task2, eni2 := newTaskNS(t), newTaskENI(t, "10.0.8.20/24", "10.0.8.1")
+	if err := a.add(t, eni2.eniConf(false), task2, "task-imds-dead"); err == nil || !strings.Contains(err.Error(), "IMDS") {
+		t.Fatalf("ADD with IMDS enabled and dead: %v", err)
+	}
+	if rules, _ := h.Ours(t, task2.Handle(t)); len(rules) != 0 {
+		t.Errorf("rules left after a failed ADD: %v", h.RuleStrings(rules))
+	}
+}
+
+// TestECSInstallUdevOverrideCLI (issue 19.2): install places the override
+// in the host root where ec2-net-utils' rule is, says so, and uninstall
+// removes it; --no-udev-override leaves it alone.
+func TestECSInstallUdevOverrideCLI(t *testing.T) {
+	h.RequireRoot(t)
+	base := t.TempDir()
+	up, dir, root := filepath.Join(base, "up"), filepath.Join(base, "cni-plugins"), filepath.Join(base, "host")
+	upstreamDir(t, up)
+	vendor := filepath.Join(root, "/usr/lib/udev/rules.d/99-vpc-policy-routes.rules")
+	os.MkdirAll(filepath.Dir(vendor), 0o755)
+	os.WriteFile(vendor, []byte("upstream\n"), 0o644)
+	override := filepath.Join(root, "/etc/udev/rules.d/99-vpc-policy-routes.rules")
+	common := []string{"--dir", dir, "--root", root, "--ecs-config", filepath.Join(base, "ecs.config")}
+	if code, out, errs := ecsCmd(t, append([]string{"install", "--upstream", up, "--no-udev-override"}, common...)...); code != 0 || !strings.Contains(out, "left alone (--no-udev-override)") {
+		t.Fatalf("install --no-udev-override: exit %d\n%s%s", code, out, errs)
+	}
+	if _, err := os.Lstat(override); err == nil {
+		t.Fatal("--no-udev-override placed the override")
+	}
+	if code, out, errs := ecsCmd(t, append([]string{"install", "--upstream", up}, common...)...); code != 0 || !strings.Contains(out, "wrote "+override) {
+		t.Fatalf("install: exit %d\n%s%s", code, out, errs)
+	}
+	if b, _ := os.ReadFile(override); !strings.Contains(string(b), "ec2-policy-routes") {
+		t.Errorf("override content: %q", b)
+	}
+	if code, out, errs := ecsCmd(t, append([]string{"uninstall"}, common...)...); code != 0 || !strings.Contains(out, "removed "+override) {
+		t.Fatalf("uninstall: exit %d\n%s%s", code, out, errs)
+	}
+	if _, err := os.Lstat(override); err == nil {
+		t.Error("uninstall left the override it placed")
 	}
 }

@@ -6,7 +6,9 @@
 # invoked exactly as the agent's libcni does (CNI_PATH = the directory only,
 # cniVersion 0.3.0, name network-name, eth0, netns /proc/<pid>/ns/net, the
 # agent's vpc-eni config on stdin). Shows ip rule / table after ADD, the ENI
-# back in the host as ecs… after DEL, then `ecs uninstall`. Needs root.
+# back in the host as ecs… after DEL, then `ecs uninstall`. The udev
+# override goes to $WORK (--root), which stands in for a host with
+# ec2-net-utils' rule, never to this machine's /etc/udev. Needs root.
 # Everything lives in a temp dir and a throw-away netns, removed on exit.
 set -euo pipefail
 BIN=${BIN:?} FAKE_VPC_ENI=${FAKE_VPC_ENI:?}
@@ -34,17 +36,20 @@ for p in vpc-eni vpc-branch-eni ecs-bridge ecs-ipam aws-appmesh ecs-serviceconne
   install -m 0755 "$FAKE_VPC_ENI" "$UP/$p"
 done
 printf 'ECS_CLUSTER=demo\nECS_ENABLE_TASK_ENI=true\n' > "$WORK/etc/ecs/ecs.config"
+mkdir -p "$WORK/usr/lib/udev/rules.d" # ec2-net-utils' rule, as on an ECS AMI
+echo '# amazon-ec2-net-utils (stand-in)' > "$WORK/usr/lib/udev/rules.d/99-vpc-policy-routes.rules"
+# No "imds": the front's default, off (task ENI facts from the agent's config).
 cat > "$WORK/front.json" <<JSON
-{"linkTimeout": "5s", "logFile": "$WORK/front.log", "imds": {"enabled": false}}
+{"linkTimeout": "5s", "logFile": "$WORK/front.log"}
 JSON
 
 step "ec2-policy-routes ecs install --write (UP = $UP, the fake vpc-eni)"
 echo "(DIR is a temp dir, not below /var/lib/ecs: hence the warning; no real agent runs here)"
 "$BIN" ecs install --dir "$DIR" --upstream "$UP" --config "$WORK/front.json" \
-  --write --ecs-config "$WORK/etc/ecs/ecs.config"
+  --write --ecs-config "$WORK/etc/ecs/ecs.config" --root "$WORK"
 step "again: idempotent"
 "$BIN" ecs install --dir "$DIR" --upstream "$UP" --config "$WORK/front.json" \
-  --write --ecs-config "$WORK/etc/ecs/ecs.config" | grep -E 'nothing changed|already has'
+  --write --ecs-config "$WORK/etc/ecs/ecs.config" --root "$WORK" | grep -E 'nothing changed|already has'
 step "the directory and ecs.config"
 ls -l "$DIR" | sed "s#$WORK#\$WORK#g"
 cat "$WORK/etc/ecs/ecs.config"
@@ -90,6 +95,7 @@ step "the front's log ($WORK/front.log)"
 sed "s#$WORK#\$WORK#g" "$WORK/front.log"
 
 step "ec2-policy-routes ecs uninstall --write"
-"$BIN" ecs uninstall --dir "$DIR" --write --ecs-config "$WORK/etc/ecs/ecs.config"
+"$BIN" ecs uninstall --dir "$DIR" --write --ecs-config "$WORK/etc/ecs/ecs.config" --root "$WORK"
 cat "$WORK/etc/ecs/ecs.config"
 [[ ! -e $DIR ]] && echo "$DIR removed"
+[[ ! -e $WORK/etc/udev/rules.d/99-vpc-policy-routes.rules ]] && echo "udev override removed (this install placed it)"

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -60,20 +61,15 @@ func (f *fixture) proc(pid string, argv ...string) {
 	f.write("/proc/"+pid+"/cmdline", strings.Join(argv, "\x00")+"\x00")
 }
 
-// systemctl writes a fake systemctl that records its arguments and prints
-// out as `list-units` would.
+// systemctl registers a fake unit source (units read through systemd's
+// D-Bus API) that lists out, given as `systemctl list-units --plain
+// --no-legend` lines; it returns the key that `run` takes as the value
+// of --systemctl.
 func (f *fixture) systemctl(out string) string {
 	f.t.Helper()
-	dir := f.t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "units.txt"), []byte(out), 0o644); err != nil {
-		f.t.Fatal(err)
-	}
-	script := "#!/bin/sh\nprintf '%s\\n' \"$@\" > " + dir + "/args\ncat " + dir + "/units.txt\n"
-	p := filepath.Join(dir, "systemctl")
-	if err := os.WriteFile(p, []byte(script), 0o755); err != nil {
-		f.t.Fatal(err)
-	}
-	return p
+	key := fmt.Sprintf("fake-units-%d", len(fakeSources)+1)
+	fakeSources[key] = &fakeUnits{units: parseUnits(out)}
+	return key
 }
 
 // healthy sets up what a correctly migrated host has.
@@ -125,10 +121,22 @@ func (f *fixture) affected() string {
 	}, "\n"))
 }
 
+// run runs the CLI; "--systemctl KEY" with a key from fixture.systemctl
+// is replaced by that fake unit source.
 func run(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	code := Main(context.Background(), args, &stdout, &stderr, "test")
+	var units UnitSource
+	var rest []string
+	for i := 0; i < len(args); i++ {
+		if args[i] == "--systemctl" && i+1 < len(args) && fakeSources[args[i+1]] != nil {
+			units = fakeSources[args[i+1]]
+			i++
+			continue
+		}
+		rest = append(rest, args[i])
+	}
+	code := mainWith(context.Background(), rest, &stdout, &stderr, "test", units)
 	return code, stdout.String(), stderr.String()
 }
 
@@ -216,9 +224,8 @@ func TestAffectedHostJSON(t *testing.T) {
 	if len(r.Units) != 7 || !r.UnitsListed {
 		t.Errorf("units: %d listed=%v", len(r.Units), r.UnitsListed)
 	}
-	args, _ := os.ReadFile(filepath.Join(filepath.Dir(sc), "args"))
-	if got := strings.Fields(string(args)); strings.Join(got, " ") != "list-units --all --plain --no-legend --no-pager --full policy-routes@* refresh-policy-routes@*" {
-		t.Errorf("systemctl called with %q", got)
+	if got := fakeSources[sc].patterns; strings.Join(got, " ") != "policy-routes@*.service refresh-policy-routes@*.service refresh-policy-routes@*.timer" {
+		t.Errorf("units listed with patterns %q", got)
 	}
 	if r.Load == nil || r.Load.CPUs != 8 || r.Load.Load1 != 414 {
 		t.Errorf("load: %+v", r.Load)
@@ -332,7 +339,7 @@ func TestHealthyHost(t *testing.T) {
 		}
 	}
 	// The shipped conf files satisfy their checks.
-	r, err := Run(context.Background(), Options{Root: f.root, Systemctl: "none"})
+	r, err := Run(context.Background(), Options{Root: f.root, SkipUnits: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -430,7 +437,7 @@ func TestParseUnits(t *testing.T) {
 		"● policy-routes@ecs1.service loaded failed failed Set up\n" +
 		"refresh-policy-routes@eth\\x2d1.timer loaded active waiting Refresh\n" +
 		"garbage\n\n"
-	units := parseUnits(out, func(n string) bool { return n == "ens5" })
+	units := unitsOf(parseUnits(out), func(n string) bool { return n == "ens5" })
 	if len(units) != 3 {
 		t.Fatalf("%+v", units)
 	}
@@ -483,7 +490,7 @@ func TestFixtureHasNoNamespaces(t *testing.T) {
 // Without root the host's own namespace is still listed by /proc/self; if
 // the netlink dump is refused the check warns rather than failing.
 func TestHostNamespaceScan(t *testing.T) {
-	r, err := Run(context.Background(), Options{Systemctl: "none"})
+	r, err := Run(context.Background(), Options{SkipUnits: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -544,7 +551,9 @@ func TestPolicyRoutesArgsInterpreterForms(t *testing.T) {
 	}
 }
 
-// README's Migrate steps, applied to the affected host plus a live lock
+// The manual cure (udev override, units stopped and masked, doctor
+// --stale-locks | xargs rm; README now documents repair --apply, tested in
+// pkg/repair), applied to the affected host plus a live lock
 // whose owner runs as `bash -x setup-policy-routes`, reach exit 0: the
 // PID-reused lock is removed by step 3, the live one is kept.
 func TestReadmeCleanupReachesHealthy(t *testing.T) {

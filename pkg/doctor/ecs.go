@@ -3,14 +3,18 @@ package doctor
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/boundedread"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/ecsfront"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/ecsinstall"
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/udevoverride"
 )
 
 // ECS front check IDs.
@@ -19,6 +23,7 @@ const (
 	CheckECSPlugins  = "ecs_front_plugins"
 	CheckECSUpstream = "ecs_front_upstream"
 	CheckECSBinary   = "ecs_front_binary"
+	CheckECSUdev     = "ecs_front_udev_override"
 )
 
 // PackageBinary is the package's copy the fronts must match.
@@ -48,7 +53,7 @@ type ecsCheck struct {
 func (d *doctor) checkECS(ctx context.Context) {
 	e := &ecsCheck{doctor: d, front: &ECSFront{Config: ecsfront.ECSConfig, Missing: []string{}, Stale: []string{}}}
 	if !e.checkConfigured() {
-		for _, id := range []string{CheckECSPlugins, CheckECSUpstream, CheckECSBinary} {
+		for _, id := range []string{CheckECSPlugins, CheckECSUpstream, CheckECSBinary, CheckECSUdev} {
 			d.add(Check{ID: id, Status: StatusSkip, Summary: "no ECS front configured"})
 		}
 		return
@@ -62,6 +67,7 @@ func (d *doctor) checkECS(ctx context.Context) {
 	e.checkPlugins()
 	e.checkUpstream(ctx)
 	e.checkBinary()
+	e.checkUdevOverride()
 }
 
 // checkConfigured reads ECS_CNI_PLUGINS_PATH; it reports whether a front
@@ -69,7 +75,7 @@ func (d *doctor) checkECS(ctx context.Context) {
 func (e *ecsCheck) checkConfigured() bool {
 	c := Check{ID: CheckECSFront}
 	defer func() { e.add(c) }()
-	v, ok, err := ecsinstall.ReadConfigValue(e.path(ecsfront.ECSConfig), ecsfront.PluginsPathVar)
+	v, ok, err := e.configValue(ecsfront.PluginsPathVar)
 	switch {
 	case err != nil:
 		c.Status, c.Summary = StatusWarn, fmt.Sprintf("cannot read %s: %v", ecsfront.ECSConfig, err)
@@ -153,11 +159,25 @@ func loadSettings(path string) (*ecsfront.Settings, error) {
 	if err := ecsinstall.CheckTrusted(path); err != nil {
 		return nil, err
 	}
-	b, err := os.ReadFile(path)
+	b, err := boundedread.File(path, maxConfFile)
 	if err != nil {
 		return nil, err
 	}
 	return ecsfront.ParseSettings(b)
+}
+
+// configValue reads key from ecs.config (bounded, never a FIFO); a missing
+// file sets nothing.
+func (e *ecsCheck) configValue(key string) (string, bool, error) {
+	b, err := e.readSmall(ecsfront.ECSConfig, maxConfFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	v, ok := ecsinstall.ConfigValue(b, key)
+	return v, ok, nil
 }
 
 // checkPlugins: every name the agent probes or runs resolves in DIR, and
@@ -273,6 +293,33 @@ func (e *ecsCheck) checkBinary() {
 		c.Hint = "ec2-policy-routes ecs refresh (or ecs install); the package's post-install does it on upgrade"
 	} else {
 		c.Status, c.Summary = StatusOK, "fronts match "+PackageBinary+" (sha256 "+short(want)+")"
+	}
+	e.add(c)
+}
+
+// checkUdevOverride: a front's host has the udev override where
+// ec2-net-utils' rule is installed; without it every task ENI the agent
+// hands back (ecs*) starts policy-routes@ units (the stuck processes).
+func (e *ecsCheck) checkUdevOverride() {
+	c := Check{ID: CheckECSUdev}
+	u := e.f.Udev // read once with the other findings
+	st, vendor := u.State, u.Vendor != ""
+	switch {
+	case u.StateErr != "":
+		c.Status, c.Summary = StatusWarn, "cannot read "+udevoverride.Path+": "+u.StateErr
+	case st == udevoverride.Ours:
+		c.Status, c.Summary = StatusOK, udevoverride.Path+" (ec2-policy-routes) is in place"
+	case st == udevoverride.Foreign:
+		c.Status, c.Summary = StatusSkip, udevoverride.Path+" is not ours (judged by "+CheckUdev+")"
+	case !vendor:
+		c.Status, c.Summary = StatusOK, "ec2-net-utils' udev rule is not installed: no override needed"
+	case st == udevoverride.OursOutdated:
+		c.Status, c.Summary = StatusWarn, udevoverride.Path+" is another release's override"
+		c.Hint = "ec2-policy-routes repair --apply, or re-run ec2-policy-routes ecs install (rewrites it)"
+	default:
+		c.Status = StatusWarn
+		c.Summary = "the ECS front's host lacks the udev override: ec2-net-utils starts policy-routes@ for every task ENI the agent hands back (ecs*)"
+		c.Hint = "ec2-policy-routes repair --apply, or re-run ec2-policy-routes ecs install (places " + udevoverride.Path + ")"
 	}
 	e.add(c)
 }

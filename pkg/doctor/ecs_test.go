@@ -45,7 +45,7 @@ func (f *fixture) ecsInstall() string {
 
 func runECS(t *testing.T, f *fixture) *Report {
 	t.Helper()
-	r, err := Run(context.Background(), Options{Root: f.root, Systemctl: "none", SkipNetns: true})
+	r, err := Run(context.Background(), Options{Root: f.root, SkipUnits: true, SkipNetns: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,5 +160,40 @@ func TestECSFrontNotConfigured(t *testing.T) {
 	f.write(ecsfront.ECSConfig, "ECS_CLUSTER=prod\n")
 	if c := checkByID(t, runECS(t, f), CheckECSFront); c.Status != StatusWarn || !strings.Contains(c.Hint, "--write") {
 		t.Errorf("installed, not configured: %s %s %s", c.Status, c.Summary, c.Hint)
+	}
+}
+
+// TestECSFrontUdevOverride (issue 19.2): a front's host without the udev
+// override (ec2-net-utils' rule installed) is flagged with the fix.
+func TestECSFrontUdevOverride(t *testing.T) {
+	const override = "/etc/udev/rules.d/99-vpc-policy-routes.rules"
+	for _, tc := range []struct {
+		name    string
+		change  func(f *fixture)
+		status  Status
+		summary string
+	}{
+		{"in place", func(f *fixture) {}, StatusOK, "is in place"},
+		{"missing", func(f *fixture) { os.Remove(filepath.Join(f.root, override)) }, StatusWarn, "lacks the udev override"},
+		{"another release's", func(f *fixture) { f.write(override, "# ec2-policy-routes 0.1\n") }, StatusWarn, "another release's"},
+		{"foreign (EKS mask)", func(f *fixture) { f.write(override, "") }, StatusSkip, "is not ours"},
+		{"no ec2-net-utils", func(f *fixture) {
+			os.Remove(filepath.Join(f.root, override))
+			os.Remove(filepath.Join(f.root, "/usr/lib/udev/rules.d/99-vpc-policy-routes.rules"))
+		}, StatusOK, "no override needed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			f.ecsHost()
+			f.ecsInstall()
+			tc.change(f)
+			c := checkByID(t, runECS(t, f), CheckECSUdev)
+			if c.Status != tc.status || !strings.Contains(c.Summary, tc.summary) {
+				t.Errorf("%s %q, want %s containing %q", c.Status, c.Summary, tc.status, tc.summary)
+			}
+			if tc.status == StatusWarn && (!strings.Contains(c.Hint, "repair --apply") || !strings.Contains(c.Hint, "ecs install")) {
+				t.Errorf("hint %q", c.Hint)
+			}
+		})
 	}
 }

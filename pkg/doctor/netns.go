@@ -1,6 +1,7 @@
 package doctor
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -84,16 +85,17 @@ func dedupe(in []string) []string {
 	return out
 }
 
-func (d *doctor) checkNetns() {
-	c := Check{ID: CheckNetns}
+// readNetns lists, per network namespace, the rules and routes of ours.
+func (d *doctor) readNetns(ctx context.Context) error {
 	byKey, order := d.collectNamespaces()
 	host, err := kernel.ThreadNetns() // the doctor's own (host) namespace, never under the root
 	hostOK := err == nil
-	d.rep.NamespacesScanned = len(order)
-	var rules, routes, orphans int
-	var errs []string
-	var inHost bool
+	n := &d.f.Netns
+	n.Scanned, n.Namespaces = len(order), []Namespace{}
 	for _, k := range order {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		cand := byKey[k]
 		ns := Namespace{ID: k.String(), Paths: cand.paths, Host: hostOK && k == host, Rules: []string{}, Routes: []string{}, Tables: []int{}}
 		sort.Ints(cand.pids)
@@ -107,22 +109,35 @@ func (d *doctor) checkNetns() {
 				continue // the task ended between listing and reading: nothing to report
 			}
 			ns.Error = err.Error()
-			errs = append(errs, fmt.Sprintf("%s: %v", label(ns), err))
-			d.rep.NamespaceErrors++
+			n.Errors = append(n.Errors, fmt.Sprintf("%s: %v", label(ns), err))
 			continue
 		}
-		if len(ns.Rules)+len(ns.Routes) == 0 {
-			continue
+		if len(ns.Rules)+len(ns.Routes) > 0 {
+			n.Namespaces = append(n.Namespaces, ns)
 		}
+	}
+	return nil
+}
+
+func (d *doctor) netnsVerdict() {
+	c := Check{ID: CheckNetns}
+	n := d.f.Netns
+	if !n.Read {
+		c.Status, c.Summary = StatusSkip, "namespace scan skipped (--skip-netns)"
+		d.add(c)
+		return
+	}
+	var rules, routes, orphans int
+	var inHost bool
+	for _, ns := range n.Namespaces {
 		rules += len(ns.Rules)
 		routes += len(ns.Routes)
 		orphans += len(ns.OrphanTables)
 		inHost = inHost || ns.Host
-		d.rep.Namespaces = append(d.rep.Namespaces, ns)
 	}
-	c.Details = errs
+	c.Details = n.Errors
 	summary := fmt.Sprintf("%d network namespaces scanned, %d with policy routing of ours (%d rules, %d routes)",
-		len(order), len(d.rep.Namespaces), rules, routes)
+		n.Scanned, len(n.Namespaces), rules, routes)
 	switch {
 	case inHost:
 		c.Status = StatusProblem
@@ -131,9 +146,9 @@ func (d *doctor) checkNetns() {
 	case orphans > 0:
 		c.Status = StatusWarn
 		c.Summary = fmt.Sprintf("%s; %d tables of ours have no route through a link left (interface gone); the next ADD or DEL in that namespace removes them", summary, orphans)
-	case len(errs) > 0:
+	case len(n.Errors) > 0:
 		c.Status = StatusWarn
-		c.Summary = fmt.Sprintf("%s; %d namespaces could not be read (run as root)", summary, len(errs))
+		c.Summary = fmt.Sprintf("%s; %d namespaces could not be read (run as root)", summary, len(n.Errors))
 	default:
 		c.Status, c.Summary = StatusOK, summary
 	}

@@ -1,13 +1,9 @@
 package doctor
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -153,7 +149,7 @@ func (m *promWriter) units(r *Report) {
 	var missingUnits int
 	for _, u := range r.Units {
 		states[u.Active]++
-		if liveState(u.Active) && !u.InterfaceExists {
+		if LiveState(u.Active) && !u.InterfaceExists {
 			missingUnits++
 		}
 	}
@@ -201,102 +197,4 @@ func (m *promWriter) namespaces(r *Report) {
 	m.metric("owned_routes", "Routes with protocol 236 across namespaces.", val(routes))
 	m.metric("orphan_tables", "Tables of ours with no route through a link left.", val(orphans))
 	m.metric("last_run_timestamp_seconds", "When the doctor ran.", val(r.Time.Unix()))
-}
-
-// Usage is the doctor's help text.
-const Usage = `usage: ec2-policy-routes doctor [--json | --prometheus] [--root DIR] [--systemctl PATH|none] [--skip-netns]
-       ec2-policy-routes doctor --stale-locks [--root DIR]
-
-Checks this host for the amazon-ec2-net-utils stuck-loop failure and for the
-setup ec2-policy-routes expects, and lists per network namespace the rules and
-routes the plugin owns (protocol 236). Run as root to read every namespace.
-
-Checks: setup-policy-routes processes waiting for interfaces missing from
-/sys/class/net; stale ec2-net-utils lock files (owner dead); policy-routes@ and
-refresh-policy-routes@ units (via systemctl); whether ec2-net-utils' udev rule
-is overridden for task ENIs; the iproute2 protocol name; systemd-networkd's
-ManageForeignRoutingPolicyRules; the installed binary; the ECS front (ECS_CNI_PLUGINS_PATH
-in /etc/ecs/ecs.config names an ` + "`ecs install`" + `ed front, every plugin the agent uses resolves
-there, its upstream answers --capabilities — seen through the running agent's container
-— and its binaries match /opt/cni/bin/ec2-policy-routes); load average.
-
-Output: text (default), --json (one document, for SSM Run Command), or
---prometheus (node_exporter textfile format; write to a temporary file and
-rename it into the collector directory).
-
-Exit status: 0 healthy (warnings allowed), 1 problems found, 2 usage error.
-
-Flags:
-`
-
-// Main runs the doctor CLI and returns the exit code.
-func Main(ctx context.Context, args []string, stdout, stderr io.Writer, version string) int {
-	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	asJSON := fs.Bool("json", false, "print the report as JSON")
-	asProm := fs.Bool("prometheus", false, "print node_exporter textfile metrics")
-	root := fs.String("root", "/", "read host paths (/proc, /run, /sys, /etc, ...) below `DIR` (fixtures, copied trees)")
-	systemctl := fs.String("systemctl", "", "systemctl `binary`; none skips the unit check (default: from PATH when --root is /)")
-	skipNetns := fs.Bool("skip-netns", false, "do not scan network namespaces")
-	staleLocks := fs.Bool("stale-locks", false, "only print the stale ec2-net-utils lock files (owner dead or PID reused), one path a line, for `xargs -r rm -f --`")
-	fs.Usage = func() {
-		fmt.Fprint(stderr, Usage)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "doctor: unexpected argument %q\n", fs.Arg(0))
-		fs.Usage()
-		return 2
-	}
-	if *staleLocks {
-		return printStaleLocks(ctx, *root, stdout, stderr)
-	}
-	if *asJSON && *asProm {
-		fmt.Fprintln(stderr, "doctor: --json and --prometheus are exclusive")
-		return 2
-	}
-	rep, err := Run(ctx, Options{Root: *root, Systemctl: *systemctl, SkipNetns: *skipNetns, Version: version})
-	if err != nil {
-		fmt.Fprintf(stderr, "doctor: %v\n", err)
-		return 2
-	}
-	switch {
-	case *asJSON:
-		err = WriteJSON(stdout, rep)
-	case *asProm:
-		err = WritePrometheus(stdout, rep)
-	default:
-		err = WriteText(stdout, rep)
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "doctor: %v\n", err)
-		return 2
-	}
-	if !rep.Healthy {
-		return 1
-	}
-	return 0
-}
-
-// printStaleLocks lists the lock files nobody holds any more: their owner is
-// dead or its PID now runs another program. A lock whose owner is a live
-// setup-policy-routes, however it was started, is never listed.
-func printStaleLocks(ctx context.Context, root string, stdout, stderr io.Writer) int {
-	rep, err := Run(ctx, Options{Root: root, Systemctl: "none", SkipNetns: true})
-	if err != nil {
-		fmt.Fprintf(stderr, "doctor: %v\n", err)
-		return 2
-	}
-	for _, lf := range rep.LockFiles {
-		if lf.Stale {
-			fmt.Fprintln(stdout, filepath.Join(root, lf.Path))
-		}
-	}
-	return 0
 }

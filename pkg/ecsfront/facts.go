@@ -107,8 +107,9 @@ type pluginInput struct {
 // settings' plugin fields plus a prevResult built from the ENI facts, as if
 // the ENI plugin had run before it in a chain. The interface carries the
 // MAC so that DEL can match the ENI by MAC, and the sandbox is CNI_NETNS.
-// For a branch ENI IMDS is disabled: IMDS does not list branch ENIs, so the
-// table comes from tableBase (first free from it in the namespace).
+// IMDS is used only when the settings have an "imds" section that does not
+// disable it; for a branch ENI never: IMDS does not list branch ENIs, so
+// the table comes from tableBase (first free from it in the namespace).
 func PluginConfig(s *Settings, f *ENIFacts, in pluginInput) ([]byte, error) {
 	nc := map[string]any{
 		"cniVersion": "1.0.0", // internal: the plugin prints no result here
@@ -129,7 +130,10 @@ func PluginConfig(s *Settings, f *ENIFacts, in pluginInput) ([]byte, error) {
 	if s.LogLevel != "" {
 		nc["logLevel"] = s.LogLevel
 	}
-	imds := config.IMDSConf{}
+	// Without an "imds" section the front uses the agent's facts only:
+	// IMDS is rate-limited, and a launch burst is when it refuses.
+	off := false
+	imds := config.IMDSConf{Enabled: &off}
 	if s.IMDS != nil {
 		imds = *s.IMDS
 	}

@@ -227,3 +227,32 @@ func TestLogFileFor(t *testing.T) {
 		t.Fatal(got)
 	}
 }
+
+// TestPluginConfigIMDSDefault (issue 19.3): settings without an "imds"
+// section leave IMDS off (the agent's facts only); a section that does not
+// disable it turns it on, as before.
+func TestPluginConfigIMDSDefault(t *testing.T) {
+	f, err := ParseFacts("vpc-eni", []byte(agentENIConf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := false
+	for _, tc := range []struct {
+		name string
+		imds *config.IMDSConf
+		want bool
+	}{
+		{"no imds section", nil, false},
+		{"section without enabled", &config.IMDSConf{Timeout: "3s"}, true},
+		{"disabled", &config.IMDSConf{Enabled: &off}, false},
+	} {
+		b, err := PluginConfig(&Settings{Upstream: "/up", IMDS: tc.imds}, f, pluginInput{IfName: "eth0", Netns: "/proc/1/ns/net"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := config.Parse(b)
+		if err != nil || cfg.IMDS.Enabled != tc.want {
+			t.Errorf("%s: IMDS enabled %v (%v), want %v", tc.name, cfg != nil && cfg.IMDS.Enabled, err, tc.want)
+		}
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/boundedread"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/config"
 )
 
@@ -67,13 +68,18 @@ type Settings struct {
 	Upstream string `json:"upstream"`
 	// UpstreamTimeout bounds the upstream ADD (default
 	// DefaultUpstreamTimeout, at most MaxUpstreamTimeout; see budget.go).
-	UpstreamTimeout string           `json:"upstreamTimeout,omitempty"`
-	LinkTimeout     string           `json:"linkTimeout,omitempty"`
-	TableBase       *int64           `json:"tableBase,omitempty"`
-	Priority        *int64           `json:"priority,omitempty"`
-	LogFile         string           `json:"logFile,omitempty"`
-	LogLevel        string           `json:"logLevel,omitempty"`
-	IMDS            *config.IMDSConf `json:"imds,omitempty"`
+	UpstreamTimeout string `json:"upstreamTimeout,omitempty"`
+	LinkTimeout     string `json:"linkTimeout,omitempty"`
+	TableBase       *int64 `json:"tableBase,omitempty"`
+	Priority        *int64 `json:"priority,omitempty"`
+	LogFile         string `json:"logFile,omitempty"`
+	LogLevel        string `json:"logLevel,omitempty"`
+	// IMDS nil: off, the task ENI's facts come from the agent's config
+	// alone (PluginConfig); a section that does not disable it: on.
+	IMDS *config.IMDSConf `json:"imds,omitempty"`
+	// Install is `ecs install`'s record of what it made (its manifest,
+	// ecsinstall.Manifest); the front does not read it.
+	Install json.RawMessage `json:"install,omitempty"`
 }
 
 // ParseSettings decodes settings JSON, rejecting unknown fields (a typo in
@@ -106,13 +112,17 @@ func (s *Settings) Marshal() ([]byte, error) {
 	return append(b, '\n'), nil
 }
 
+// MaxSettingsSize bounds a read of the settings file (a few KiB at most):
+// a FIFO or a huge file there must not hang or balloon the front.
+const MaxSettingsSize = 1 << 20
+
 // LoadSettings reads the settings file at path after checking that it and
 // every directory above it are trusted (CheckTrusted).
 func LoadSettings(path string) (*Settings, error) {
 	if err := CheckTrusted(path); err != nil {
 		return nil, err
 	}
-	data, err := os.ReadFile(path)
+	data, err := boundedread.File(path, MaxSettingsSize)
 	if err != nil {
 		return nil, fmt.Errorf("front settings: %w", err)
 	}

@@ -1,12 +1,29 @@
 package ecsinstall
 
 import (
-	"fmt"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/boundedread"
 )
+
+// maxConfigSize bounds a read of ecs.config: it is a few lines of
+// KEY=value; a larger one is refused rather than read whole.
+const maxConfigSize = 1 << 20
+
+// readConfig reads the ECS config file without blocking on a FIFO or
+// reading a huge file whole; a missing file is empty, not an error.
+func readConfig(path string) ([]byte, error) {
+	b, err := boundedread.File(path, maxConfigSize)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return b, err
+}
 
 // ECS config lines are read the way ecs-init reads /etc/ecs/ecs.config
 // (ecs-init/docker/docker.go getEnvVars): each line trimmed, split at the
@@ -32,10 +49,7 @@ func ConfigValue(data []byte, key string) (string, bool) {
 // ReadConfigValue reads key from the ECS config file at path; a missing
 // file is "not set", not an error.
 func ReadConfigValue(path, key string) (string, bool, error) {
-	data, err := os.ReadFile(path)
-	if os.IsNotExist(err) {
-		return "", false, nil
-	}
+	data, err := readConfig(path)
 	if err != nil {
 		return "", false, err
 	}
@@ -48,33 +62,71 @@ func ReadConfigValue(path, key string) (string, bool, error) {
 // the last; one line leaves no doubt), or the line appended. Every other
 // line is kept byte for byte.
 func setConfigLine(data []byte, key, value string) []byte {
+	out, _ := replaceConfigLine(data, key, value, func(v string) bool { return filepath.Clean(v) == filepath.Clean(value) })
+	return out
+}
+
+// replaceConfigLine is setConfigLine that also returns, verbatim, the key
+// lines it replaced or dropped whose value is not ours (same(v) false):
+// what an uninstall puts back.
+func replaceConfigLine(data []byte, key, value string, same func(v string) bool) (out []byte, replaced []string) {
 	want := key + "=" + value
-	lines := splitLines(data)
-	var out []string
+	var lines []string
 	done := false
-	for _, line := range lines {
-		if k, _, ok := lineKey(line); ok && k == key {
+	for _, line := range splitLines(data) {
+		if k, v, ok := lineKey(line); ok && k == key {
+			if !same(v) {
+				replaced = append(replaced, line)
+			}
 			if !done {
-				out = append(out, want)
+				lines = append(lines, want)
 				done = true
 			}
 			continue
 		}
-		out = append(out, line)
+		lines = append(lines, line)
 	}
 	if !done {
-		out = append(out, want)
+		lines = append(lines, want)
 	}
-	return joinLines(out)
+	return joinLines(lines), replaced
+}
+
+// restoreConfigLines undoes replaceConfigLine: the key lines naming ours
+// (same(v)) are dropped and the replaced lines put back where the first of
+// them was. Without a line of ours nothing is restored (the operator has
+// changed the setting since: theirs stands) and restored is false.
+func restoreConfigLines(data []byte, key string, same func(v string) bool, replaced []string) (out []byte, restored bool) {
+	var lines []string
+	for _, line := range splitLines(data) {
+		if k, v, ok := lineKey(line); ok && k == key && same(v) {
+			if !restored {
+				lines = append(lines, replaced...)
+				restored = true
+			}
+			continue
+		}
+		lines = append(lines, line)
+	}
+	if !restored {
+		return data, false
+	}
+	return joinLines(lines), true
 }
 
 // dropConfigLine removes the key lines whose value is value; lines for
 // key with another value are kept (they are not ours) and reported.
 func dropConfigLine(data []byte, key, value string) (out []byte, removed int, others []string) {
+	return dropConfigLineFunc(data, key, func(v string) bool { return filepath.Clean(v) == filepath.Clean(value) })
+}
+
+// dropConfigLineFunc is dropConfigLine with the match as a function (the
+// install's symlink rule: sameDir).
+func dropConfigLineFunc(data []byte, key string, same func(v string) bool) (out []byte, removed int, others []string) {
 	var kept []string
 	for _, line := range splitLines(data) {
 		if k, v, ok := lineKey(line); ok && k == key {
-			if filepath.Clean(v) == filepath.Clean(value) {
+			if same(v) {
 				removed++
 				continue
 			}
@@ -128,9 +180,9 @@ func rewriteConfig(path string, data []byte) error {
 // configChange applies edit to the ECS config file, writing only when the
 // content changes. It reports whether it wrote.
 func configChange(path string, edit func([]byte) []byte) (bool, error) {
-	old, err := os.ReadFile(path)
-	if err != nil && !os.IsNotExist(err) {
-		return false, fmt.Errorf("%s: %w", path, err)
+	old, err := readConfig(path)
+	if err != nil {
+		return false, err // names path already
 	}
 	data := edit(old)
 	if string(data) == string(old) {

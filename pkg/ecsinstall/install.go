@@ -7,15 +7,14 @@ package ecsinstall
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/boundedread"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/config"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/ecsfront"
 )
@@ -36,16 +35,35 @@ type Options struct {
 	ProbeTimeout time.Duration
 	Out          io.Writer
 	Quiet        bool // refresh: report only what it wrote
+	// Force lets install lay out next to entries of DIR it does not own
+	// (they are left as they are and not recorded as ours).
+	Force bool
+	verb  string // for messages
+	// UdevRoot is the host root below which install places (and uninstall
+	// removes) the udev override; "" leaves the override alone (the CLI
+	// passes "/" unless --no-udev-override).
+	UdevRoot string
 }
 
-func (o *Options) defaults() error {
+func (o *Options) defaults(verb string) error {
+	o.verb = verb
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
 	if o.Dir == "" {
 		o.Dir = ecsfront.DefaultInstallDir
 	}
 	if !filepath.IsAbs(o.Dir) {
 		return fmt.Errorf("--dir %q must be an absolute path (the agent resolves it inside its container)", o.Dir)
 	}
-	o.Dir = filepath.Clean(o.Dir)
+	dir, err := ResolveDir(o.Dir)
+	if err != nil {
+		return fmt.Errorf("--dir %s: %w", o.Dir, err)
+	}
+	if dir != filepath.Clean(o.Dir) {
+		o.say("ecs %s: %s resolves to %s: working there", o.verb, o.Dir, dir)
+	}
+	o.Dir, _ = agentPath(dir) // the same directory, named as the agent's container names it
 	if o.ECSConfig == "" {
 		o.ECSConfig = ecsfront.ECSConfig
 	}
@@ -54,9 +72,6 @@ func (o *Options) defaults() error {
 	}
 	if o.ProbeTimeout == 0 {
 		o.ProbeTimeout = 5 * time.Second
-	}
-	if o.Out == nil {
-		o.Out = io.Discard
 	}
 	if o.Self == "" {
 		self, err := os.Executable()
@@ -70,90 +85,117 @@ func (o *Options) defaults() error {
 
 func (o *Options) say(format string, a ...any) { fmt.Fprintf(o.Out, format+"\n", a...) }
 
-// settings reads --config (if any), applies --upstream over it and checks
-// the plugin fields with the plugin's own parser: the front must never
-// meet a settings file it would reject.
-func (o *Options) settings() (*ecsfront.Settings, error) {
-	data, from := []byte("{}"), "defaults"
-	switch existing := filepath.Join(o.Dir, ecsfront.SettingsFile); {
+// maxSettingsSize bounds a read of a settings file (a few hundred bytes).
+const maxSettingsSize = 1 << 20
+
+// settingsSource returns the settings JSON install starts from: --config,
+// else an existing install's (a re-run after an agent upgrade keeps what
+// the operator chose), else the defaults.
+func (o *Options) settingsSource() (data []byte, from string, err error) {
+	existing := filepath.Join(o.Dir, ecsfront.SettingsFile)
+	switch {
 	case o.ConfigFile != "":
-		b, err := os.ReadFile(o.ConfigFile)
+		b, err := boundedread.File(o.ConfigFile, maxSettingsSize)
 		if err != nil {
-			return nil, fmt.Errorf("--config: %w", err)
+			return nil, "", fmt.Errorf("--config: %w", err)
 		}
-		data, from = b, "--config "+o.ConfigFile
+		return b, "--config " + o.ConfigFile, nil
 	case IsInstall(o.Dir):
-		// A re-run (after an agent upgrade) keeps what the operator chose.
-		b, err := os.ReadFile(existing)
+		b, err := boundedread.File(existing, maxSettingsSize)
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
-		data, from = b, "the existing "+existing+" (no --config)"
+		return b, "the existing " + existing + " (no --config)", nil
+	}
+	return []byte("{}"), "defaults", nil
+}
+
+// settings reads the settings source, applies --upstream (or the upstream
+// ecs.config implies) over it and checks the plugin fields with the
+// plugin's own parser: the front must never meet a settings file it would
+// reject. Settings without an "imds" section get it written out as the
+// front's default: off.
+func (o *Options) settings() (*ecsfront.Settings, error) {
+	data, from, err := o.settingsSource()
+	if err != nil {
+		return nil, err
 	}
 	o.say("ecs install: front settings from %s", from)
 	s, err := ecsfront.ParseSettings(data)
 	if err != nil {
 		return nil, fmt.Errorf("settings from %s: %w", from, err)
 	}
-	if o.Upstream != "" {
+	implied := o.upstreamFromECSConfig()
+	switch {
+	case o.Upstream != "":
 		if !filepath.IsAbs(o.Upstream) {
 			return nil, fmt.Errorf("--upstream %q must be an absolute path (as the agent's container sees it)", o.Upstream)
 		}
 		s.Upstream = filepath.Clean(o.Upstream)
+	case implied != "" && !setsUpstream(data) && implied != s.Upstream:
+		s.Upstream = implied
+		o.say("ecs install: upstream %s, taken from %s's current %s (give --upstream to choose another)", implied, o.ECSConfig, ecsfront.PluginsPathVar)
 	}
 	if filepath.Clean(s.Upstream) == o.Dir {
 		return nil, fmt.Errorf("upstream %s is the install directory itself: the front would run itself", s.Upstream)
 	}
+	if s.IMDS == nil { // the front's default, written out
+		off := false
+		s.IMDS = &config.IMDSConf{Enabled: &off}
+	}
+	return s, checkPluginFields(s, from)
+}
+
+// setsUpstream reports whether settings JSON names an upstream itself.
+func setsUpstream(data []byte) bool {
+	var probe struct {
+		Upstream *string `json:"upstream"`
+	}
+	return json.Unmarshal(data, &probe) == nil && probe.Upstream != nil && *probe.Upstream != ""
+}
+
+// checkPluginFields runs the settings' plugin fields through the plugin's
+// own configuration parser.
+func checkPluginFields(s *ecsfront.Settings, from string) error {
 	b, _ := json.Marshal(s)
 	var conf map[string]any
 	_ = json.Unmarshal(b, &conf)
+	delete(conf, "install")
 	conf["cniVersion"], conf["name"], conf["type"] = "0.3.0", "ecs-front-settings", "vpc-eni"
 	b, _ = json.Marshal(conf)
 	if _, err := config.Parse(b); err != nil {
-		return nil, fmt.Errorf("front settings from %s: %w", from, err)
+		return fmt.Errorf("front settings from %s: %w", from, err)
 	}
-	return s, nil
+	return nil
 }
 
-// Install lays out the front in o.Dir; see the package comment and README.
-func Install(ctx context.Context, o Options) error {
-	if err := o.defaults(); err != nil {
-		return err
-	}
-	s, err := o.settings()
+// upstreamFromECSConfig looks at the ECS_CNI_PLUGINS_PATH ecs.config sets
+// now, if it names another directory: the agent runs its plugins from
+// there, so that is the upstream; if it is another front of ours, that
+// front's upstream. It says what it found; "" when nothing applies.
+func (o *Options) upstreamFromECSConfig() string {
+	v, ok, err := ReadConfigValue(o.ECSConfig, ecsfront.PluginsPathVar)
 	if err != nil {
-		return err
+		o.say("ecs install: WARNING: cannot read %s: %v", o.ECSConfig, err)
+		return ""
 	}
-	self, err := os.ReadFile(o.Self)
+	if !ok || !filepath.IsAbs(v) || sameDir(v, o.Dir) {
+		return ""
+	}
+	o.say("ecs install: %s sets %s=%s (another directory than %s)", o.ECSConfig, ecsfront.PluginsPathVar, v, o.Dir)
+	r, err := ResolveDir(v)
+	if err != nil || !isInstallDir(r) {
+		return filepath.Clean(v)
+	}
+	o.say("ecs install: %s is another ec2-policy-routes front: with --write this install takes its place in %s; it stays installed (ec2-policy-routes ecs uninstall --dir %s removes it)", v, o.ECSConfig, v)
+	b, err := boundedread.File(filepath.Join(r, ecsfront.SettingsFile), maxSettingsSize)
 	if err != nil {
-		return fmt.Errorf("cannot read this binary %s: %w", o.Self, err)
+		return ""
 	}
-	if uid := os.Geteuid(); uid != 0 {
-		o.say("ecs install: warning: not root: files will be owned by uid %d, and the front refuses files not owned by root", uid)
+	if s, err := ecsfront.ParseSettings(b); err == nil {
+		return s.Upstream
 	}
-	view := LocateUpstream(s.Upstream, o.Proc, "/")
-	names, err := o.verifyUpstream(ctx, s.Upstream, view)
-	if err != nil {
-		return err
-	}
-	created, err := ensureDir(o.Dir)
-	for _, d := range created {
-		o.say("ecs install: created directory %s (0755)", d)
-	}
-	if err != nil {
-		return fmt.Errorf("cannot create %s: %w", o.Dir, err)
-	}
-	changes, err := o.layout(s, self, names)
-	if err != nil {
-		return fmt.Errorf("cannot write %s: %w", o.Dir, err)
-	}
-	o.checkAgentSees()
-	if changes += len(created); changes == 0 {
-		o.say("ecs install: %s is already installed and up to date: nothing changed", o.Dir)
-	} else {
-		o.say("ecs install: %s: %d changes", o.Dir, changes)
-	}
-	return o.configureAgent(view)
+	return ""
 }
 
 // verifyUpstream says where UP is seen and, where it is, checks that it is
@@ -181,43 +223,6 @@ func (o *Options) verifyUpstream(ctx context.Context, up string, v View) ([]stri
 	}
 	o.say("ecs install: %d plugins in upstream: %s", len(found), strings.Join(found, " "))
 	return union(ecsfront.KnownPlugins, found), nil
-}
-
-// layout writes the fronts, the symlinks and the settings file; it
-// returns how many entries it changed.
-func (o *Options) layout(s *ecsfront.Settings, self []byte, names []string) (int, error) {
-	changes := 0
-	for _, name := range ecsfront.FrontedPlugins {
-		changed, err := writeFront(filepath.Join(o.Dir, name), self)
-		if err != nil {
-			return changes, err
-		}
-		changes += o.report(changed, "%s/%s: copy of %s (0755)", o.Dir, name, o.Self)
-	}
-	for _, name := range names {
-		if ecsfront.IsFronted(name) || name == ecsfront.SettingsFile {
-			continue
-		}
-		target := filepath.Join(s.Upstream, name)
-		changed, err := writeLink(filepath.Join(o.Dir, name), target)
-		if err != nil {
-			return changes, err
-		}
-		changes += o.report(changed, "%s/%s -> %s", o.Dir, name, target)
-	}
-	data, err := s.Marshal()
-	if err != nil {
-		return changes, err
-	}
-	path := filepath.Join(o.Dir, ecsfront.SettingsFile)
-	changed := !sameFile(path, data, 0o644)
-	if changed {
-		if err := atomicWrite(path, data, 0o644, -1, -1); err != nil {
-			return changes, err
-		}
-	}
-	changes += o.report(changed, "%s: front settings (0644), upstream %s", path, s.Upstream)
-	return changes, nil
 }
 
 func (o *Options) report(changed bool, format string, a ...any) int {
@@ -282,34 +287,6 @@ func UnderAgentMounts(dir string) bool {
 	return false
 }
 
-// configureAgent prints (or with --write sets) the ecs.config line and the
-// restart step.
-func (o *Options) configureAgent(v View) error {
-	line := ecsfront.PluginsPathVar + "=" + o.Dir
-	changed := false
-	if o.Write {
-		var err error
-		changed, err = configChange(o.ECSConfig, func(b []byte) []byte { return setConfigLine(b, ecsfront.PluginsPathVar, o.Dir) })
-		if err != nil {
-			return fmt.Errorf("cannot write %s: %w", o.ECSConfig, err)
-		}
-		if changed {
-			o.say("ecs install: %s: set %s (other lines kept)", o.ECSConfig, line)
-		} else {
-			o.say("ecs install: %s already has %s", o.ECSConfig, line)
-		}
-	} else {
-		o.say("Add this line to %s (or run again with --write):", o.ECSConfig)
-	}
-	fmt.Fprintln(o.Out, line)
-	if a := o.agentUsing(o.Dir); a != nil && !changed {
-		o.say("The running ECS agent (pid %d) already uses %s: no restart needed.", a.PID, o.Dir)
-		return nil
-	}
-	o.say("Then restart the ECS agent: %s", RestartStep)
-	return nil
-}
-
 // agentUsing returns the running agent whose environment names dir.
 func (o *Options) agentUsing(dir string) *Agent {
 	for _, a := range FindAgents(o.Proc) {
@@ -326,58 +303,8 @@ func IsInstall(dir string) bool {
 	return err == nil && fi.Mode().IsRegular()
 }
 
-// Uninstall removes the front in o.Dir and the ecs.config line (--write).
-func Uninstall(_ context.Context, o Options) error {
-	if err := o.defaults(); err != nil {
-		return err
-	}
-	fi, err := os.Lstat(o.Dir)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		o.say("ecs uninstall: nothing installed at %s", o.Dir)
-	case err != nil:
-		return err
-	case !fi.IsDir() || !IsInstall(o.Dir):
-		return fmt.Errorf("refusing: %s is not an ec2-policy-routes ECS front (no %s in it); not removing it", o.Dir, ecsfront.SettingsFile)
-	default:
-		if err := os.RemoveAll(o.Dir); err != nil {
-			return fmt.Errorf("cannot remove %s: %w", o.Dir, err)
-		}
-		o.say("ecs uninstall: removed %s", o.Dir)
-	}
-	return o.unconfigureAgent()
-}
-
-func (o *Options) unconfigureAgent() error {
-	line := ecsfront.PluginsPathVar + "=" + o.Dir
-	var others []string
-	if o.Write {
-		changed, err := configChange(o.ECSConfig, func(b []byte) []byte {
-			out, _, oth := dropConfigLine(b, ecsfront.PluginsPathVar, o.Dir)
-			others = oth
-			return out
-		})
-		if err != nil {
-			return fmt.Errorf("cannot write %s: %w", o.ECSConfig, err)
-		}
-		if changed {
-			o.say("ecs uninstall: %s: removed %s (other lines kept)", o.ECSConfig, line)
-		} else {
-			o.say("ecs uninstall: %s has no %s line", o.ECSConfig, line)
-		}
-	} else if v, ok, _ := ReadConfigValue(o.ECSConfig, ecsfront.PluginsPathVar); ok && filepath.Clean(v) == o.Dir {
-		o.say("Remove this line from %s (or run again with --write):\n%s", o.ECSConfig, line)
-	}
-	for _, l := range others {
-		o.say("ecs uninstall: %s still sets %s (not this install): left alone", o.ECSConfig, l)
-	}
-	if a := o.agentUsing(o.Dir); a != nil {
-		o.say("The running ECS agent (pid %d) still uses %s: restart it now: %s", a.PID, o.Dir, RestartStep)
-	} else {
-		o.say("Then restart the ECS agent if it was using %s: %s", o.Dir, RestartStep)
-	}
-	return nil
-}
+// isInstallDir is IsInstall.
+func isInstallDir(dir string) bool { return IsInstall(dir) }
 
 func contains(list []string, s string) bool {
 	for _, x := range list {

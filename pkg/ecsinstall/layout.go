@@ -146,6 +146,9 @@ func sameFile(path string, data []byte, mode os.FileMode) bool {
 	return err == nil && bytes.Equal(old, data)
 }
 
+// FileSumBytes is the SHA-256 of b.
+func FileSumBytes(b []byte) [32]byte { return sha256.Sum256(b) }
+
 // FileSum is the SHA-256 of a file's content.
 func FileSum(path string) ([32]byte, error) {
 	var sum [32]byte

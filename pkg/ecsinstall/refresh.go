@@ -31,7 +31,7 @@ func RefreshDirs(ecsConfig string) []string {
 // set, is the only directory considered.
 func Refresh(_ context.Context, o Options) error {
 	explicit := o.Dir != ""
-	if err := o.defaults(); err != nil {
+	if err := o.defaults("refresh"); err != nil {
 		return err
 	}
 	dirs := []string{o.Dir}

@@ -26,6 +26,12 @@ func TestCommandDispatch(t *testing.T) {
 	if code, ok, _, _ := run("doctor", "--bogus-flag"); !ok || code != 2 {
 		t.Errorf("doctor usage error: %d %v", code, ok)
 	}
+	if code, ok, _, _ := run("repair", "--bogus-flag"); !ok || code != 2 {
+		t.Errorf("repair usage error: %d %v", code, ok)
+	}
+	if _, _, out, _ := run("--help"); !strings.Contains(out, "repair [--apply] [--json]") {
+		t.Errorf("--help lacks repair: %q", out)
+	}
 	if code, ok, _, errs := run("ecs"); !ok || code != 2 || !strings.Contains(errs, "ecs install") {
 		t.Errorf("ecs without a verb: %d %v %q", code, ok, errs)
 	}
