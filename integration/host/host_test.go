@@ -14,15 +14,20 @@
 package host
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+
+	h "github.com/ec2-policy-routes/ec2-policy-routes/integration/harness"
 )
 
 var (
@@ -190,6 +195,18 @@ func TestH2DoctorNamesStuck(t *testing.T) {
 	}
 }
 
+// shippedRule: sha256 of the udev override the package ships
+// (conf/udev/99-vpc-policy-routes.rules), which repair and ecs install place.
+func shippedRule(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(h.RepoRoot(), "conf", "udev", "99-vpc-policy-routes.rules"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
 // exists: the interface was present in the snapshot's process list.
 func exists(state map[string][]string, iface string) bool {
 	for _, p := range state["processes"] {
@@ -290,8 +307,8 @@ func TestH3Repair(t *testing.T) {
 		}
 	}
 	sameSections(t, "repair --apply", before, applied, "templates")
-	if !slices.ContainsFunc(applied["udev"], func(s string) bool { return strings.HasSuffix(s, " 99-vpc-policy-routes.rules") }) {
-		t.Errorf("no /etc/udev/rules.d/99-vpc-policy-routes.rules after --apply: %q", applied["udev"])
+	if want := shippedRule(t); !slices.Contains(applied["udev"], want+"  99-vpc-policy-routes.rules") {
+		t.Errorf("/etc/udev/rules.d/99-vpc-policy-routes.rules after --apply is not conf/udev's (sha256 %s): %q", want, applied["udev"])
 	}
 	if b1.Env["h3_hosteni_started"] != "1" {
 		t.Errorf("the host ENI eth9 got no policy-routes@eth9 (is the test udev rule in place?)")
@@ -348,6 +365,9 @@ func TestH4ECSInstall(t *testing.T) {
 	if b3.Env["h4_override_ours"] != "1" {
 		t.Skip("missing piece: `ecs install` did not place /etc/udev/rules.d/99-vpc-policy-routes.rules (branch install): H4's no-ecs-unit claim is not tested")
 	}
+	if got, want := b3.Env["h4_override_sha256"], shippedRule(t); got != want {
+		t.Errorf("ecs install's udev override (sha256 %s) is not conf/udev/99-vpc-policy-routes.rules (%s)", got, want)
+	}
 	cyc := num(t, b3, "cycles_run")
 	for i := 1; i <= cyc; i++ {
 		checkTask(t, b3, i)
@@ -398,8 +418,8 @@ func TestH5HostENIKeepsUnit(t *testing.T) {
 	ran := false
 	if b1.Env["repair_available"] == "1" {
 		ran = true
-		if b2.Env["h5_override_ours"] != "1" {
-			t.Errorf("boot 2: the override is not in place after repair --apply")
+		if got, want := b2.Env["h5_override_sha256"], shippedRule(t); got != want {
+			t.Errorf("boot 2: the override after repair --apply and a reboot (sha256 %q) is not conf/udev's (%s)", got, want)
 		}
 		if b2.Env["h5_hosteni_started"] != "1" {
 			t.Errorf("boot 2 (after repair): eth8 got no policy-routes@eth8 (%s)", b2.Env["h5_hosteni_ActiveState"])

@@ -109,6 +109,7 @@ func ensureImage(ctx context.Context, logw io.Writer) (*image, error) {
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
 		return nil, err
 	}
+	defer prune(cache, img.Dir)
 	if img.complete() {
 		return img, nil
 	}
@@ -126,6 +127,20 @@ func ensureImage(ctx context.Context, logw io.Writer) (*image, error) {
 	}
 	img.Built = time.Since(start)
 	return img, nil
+}
+
+// prune marks keep as used now and removes the cached images (other keys)
+// unused for a week: each is ~500 MB.
+func prune(cache, keep string) {
+	now := time.Now()
+	_ = os.Chtimes(keep, now, now)
+	entries, _ := os.ReadDir(cache)
+	for _, e := range entries {
+		p := filepath.Join(cache, e.Name())
+		if info, err := e.Info(); err == nil && e.IsDir() && p != keep && now.Sub(info.ModTime()) > 7*24*time.Hour {
+			_ = os.RemoveAll(p)
+		}
+	}
 }
 
 func (i *image) complete() bool {

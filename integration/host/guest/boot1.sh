@@ -24,6 +24,7 @@ forks h1 5
 # shellcheck disable=SC2046
 syscalls h1 5 $(awk '{print $1}' "$OUT/h1_stuck.first")
 stuck_end h1_stuck
+ecs_units_ever h1
 evidence h1
 
 step "install the package"

@@ -11,13 +11,13 @@ step "H3 after reboot"
 snapshot h3-reboot
 kv h3_reboot_runtime_masks "$(find /run/systemd -name '*policy-routes*' -lname /dev/null 2>/dev/null | paste -sd' ')"
 kv h3_reboot_masked "$(systemctl list-unit-files --plain --no-legend 'policy-routes@*' 'refresh-policy-routes@*' | awk '$2 ~ /masked/ {print $1}' | paste -sd' ')"
-[ -e /etc/udev/rules.d/99-vpc-policy-routes.rules ] && kv h5_override 1 || kv h5_override 0
-grep -q ec2-policy-routes /etc/udev/rules.d/99-vpc-policy-routes.rules 2>/dev/null && kv h5_override_ours 1 || kv h5_override_ours 0
+override h5
 
 step "H5: a new host ENI"
 host_eni 8 h5_hosteni
 
 step "after repair: $CYCLES task cycles with the stock vpc-eni"
+kv b2_cycles_run "$CYCLES"
 install_upstream
 for ((n = 1; n <= CYCLES; n++)); do task_cycle "$n"; done
 settle "$CYCLES"

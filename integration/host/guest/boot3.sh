@@ -26,14 +26,15 @@ kv h4_front_dir "$FRONT"
 [ -n "$FRONT" ] && [ -x "$FRONT/vpc-eni" ] || die "ecs install left no front (see h4-install.txt)"
 ls -l "$FRONT" >"$OUT/h4-front-ls.txt"
 cat "$FRONT/ec2-policy-routes-front.json" >"$OUT/h4-front-settings.json" 2>&1
-[ -e /etc/udev/rules.d/99-vpc-policy-routes.rules ] && kv h4_override 1 || kv h4_override 0
-grep -q ec2-policy-routes /etc/udev/rules.d/99-vpc-policy-routes.rules 2>/dev/null && kv h4_override_ours 1 || kv h4_override_ours 0
+override h4
 
 host_eni 7 h4_hosteni
 kv cycles_run "$CYCLES"
 for ((n = 1; n <= CYCLES; n++)); do task_cycle "$n" "$FRONT"; done
 settle "$CYCLES"
-stuck h4_stuck
+stuck_begin h4_stuck
+forks h4 5 # what the host does with nothing stuck, beside H1's
+stuck_end h4_stuck
 ecs_units_ever h4
 "$BIN" doctor >"$OUT/h4-doctor.txt" 2>&1
 kv h4_doctor_rc $?

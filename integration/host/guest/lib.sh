@@ -148,6 +148,15 @@ snapshot() {
   } >"$OUT/$1.state"
 }
 
+# override NAME: is /etc/udev/rules.d/99-vpc-policy-routes.rules there,
+# ours (marker), and its sha256.
+override() {
+  local f=/etc/udev/rules.d/99-vpc-policy-routes.rules
+  [ -e $f ] && kv "$1_override" 1 || kv "$1_override" 0
+  grep -q ec2-policy-routes $f 2>/dev/null && kv "$1_override_ours" 1 || kv "$1_override_ours" 0
+  kv "$1_override_sha256" "$(sha256sum <$f 2>/dev/null | cut -d' ' -f1)"
+}
+
 # unit_show NAME UNIT: the unit's state, main pid and restarts.
 unit_show() {
   systemctl show -p Id,LoadState,UnitFileState,ActiveState,SubState,MainPID,NRestarts,ExecMainStartTimestampMonotonic "$2" |

@@ -8,7 +8,18 @@
 set -euo pipefail
 out=${1:?usage: build.sh OUTDIR}
 here=$(cd "$(dirname "$0")" && pwd)
-mirror=${EC2PR_HOST_MIRROR:-http://deb.debian.org/debian}
+# The Debian mirror this machine's apt uses (deb822 .sources or one-line
+# lists), not the security archive; EC2PR_HOST_MIRROR overrides.
+host_mirror() {
+  {
+    awk '/^URIs:/ {for (i = 2; i <= NF; i++) print $i}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true
+    awk '$1 == "deb" {for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) {print $i; break}}' \
+      /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null || true
+  } | grep -v -e security -e '^$' | head -n 1 || true
+}
+mirror=${EC2PR_HOST_MIRROR:-$(host_mirror)}
+mirror=${mirror:-http://deb.debian.org/debian}
+echo "build.sh: mirror $mirror"
 work=$(mktemp -d "${out%/}.build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 root=$work/root
