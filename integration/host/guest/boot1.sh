@@ -37,6 +37,7 @@ snapshot h2
 kv h2_doctor_rc $?
 "$BIN" doctor --json >"$OUT/h2-doctor.json" 2>"$OUT/h2-doctor.json.err"
 kv h2_doctor_json_rc $?
+snapshot h2-after # the test holds doctor to what both snapshots show
 
 if ! "$BIN" --help 2>&1 | grep -q 'repair'; then
   kv repair_available 0
