@@ -430,6 +430,7 @@ func TestH4ECSInstall(t *testing.T) {
 	for i := 1; i <= cyc; i++ {
 		checkTask(t, b3, i)
 	}
+	checkFrontLog(t, b3.file(t, "h4-front.log"), 2*cyc)
 	if n := num(t, b3, "h4_stuck_count"); n != 0 {
 		t.Errorf("%d stuck processes with the front:\n%s", n, b3.file(t, "h4_stuck.txt"))
 	}
@@ -440,6 +441,29 @@ func TestH4ECSInstall(t *testing.T) {
 	}
 	if rc := b3.Env["h4_doctor_rc"]; rc != "0" {
 		t.Errorf("doctor with the front installed: exit %s\n%s", rc, b3.file(t, "h4-doctor.txt"))
+	}
+}
+
+// checkFrontLog: the front logged want calls (an ADD and a DEL per task),
+// each with outcome ok.
+func checkFrontLog(t *testing.T, log string, want int) {
+	t.Helper()
+	n := 0
+	for _, line := range strings.Split(strings.TrimSpace(log), "\n") {
+		var rec struct {
+			Msg, Outcome string
+		}
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Errorf("front log line is not JSON: %q", line)
+			continue
+		}
+		n++
+		if rec.Outcome != "ok" {
+			t.Errorf("front call %q: outcome %q: %s", rec.Msg, rec.Outcome, line)
+		}
+	}
+	if n != want {
+		t.Errorf("front log has %d calls, want %d (ADD and DEL per task):\n%s", n, want, log)
 	}
 }
 
