@@ -61,7 +61,27 @@ func writeReport(path string) error {
 		fmt.Fprintf(&b, "- %s: %s\n", p.Name, p.Took.Round(100*time.Millisecond))
 		total += p.Took
 	}
-	fmt.Fprintf(&b, "- total: %s\n\nEvidence of each boot (results.env, journal, ps, doctor and repair output, strace, console): `bin/host/`.\n", total.Round(time.Second))
+	fmt.Fprintf(&b, "- total: %s\n", total.Round(time.Second))
+	b.WriteString("\nIn the guest (seconds): ")
+	var parts []string
+	for _, k := range []struct {
+		rs        []*bootResult
+		i         int
+		key, what string
+	}{
+		{stockGroup.boots, 0, "scenario_start_uptime", "boot 1 to multi-user and the scenario"},
+		{stockGroup.boots, 0, "h2_dpkg_seconds", "dpkg -i"},
+		{stockGroup.boots, 0, "h3_dry_seconds", "repair"},
+		{stockGroup.boots, 0, "h3_apply_seconds", "repair --apply"},
+		{stockGroup.boots, 0, "h3_apply2_seconds", "the second repair --apply"},
+		{ecsGroup.boots, 0, "h4_install_seconds", "ecs install --write"},
+		{ecsGroup.boots, 0, "h6_upgrade_seconds", "the upgrade (dpkg -i, fronts refreshed)"},
+		{ecsGroup.boots, 0, "h6_purge_seconds", "dpkg -P"},
+	} {
+		parts = append(parts, fmt.Sprintf("%s %s", k.what, env(k.rs, k.i, k.key)))
+	}
+	b.WriteString(strings.Join(parts, ", ") + ".\n")
+	b.WriteString("\nEvidence of each boot (results.env, journal, ps, doctor and repair output, strace, console): `bin/host/`.\n")
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 		return err
 	}

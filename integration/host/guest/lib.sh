@@ -21,6 +21,8 @@ die() {
   kv fatal "$*"
   exit 1
 }
+kv "$(basename "$0" .sh)_start_uptime" "$(now)" # scenario.sh: boot to scenario, seconds
+
 # timed NAME CMD...: runs CMD, records NAME_rc and NAME_seconds.
 timed() {
   local name=$1 t0 rc
