@@ -52,6 +52,12 @@ func setup(t *testing.T) {
 	requireHost(t)
 	setupOnce.Do(func() {
 		work = os.Getenv("EC2PR_HOST_ARTIFACTS")
+		if reuse() {
+			if work == "" {
+				setupErr = fmt.Errorf("EC2PR_HOST_REUSE needs EC2PR_HOST_ARTIFACTS (the last run's bin/host)")
+			}
+			return
+		}
 		if work == "" {
 			work, setupErr = os.MkdirTemp("", "ec2pr-host-")
 		} else {
@@ -108,6 +114,10 @@ func runGroup(t *testing.T, g *groupRun, name string, boots ...*boot) []*bootRes
 	t.Helper()
 	setup(t)
 	g.once.Do(func() {
+		if reuse() {
+			g.boots, g.err = reread(boots)
+			return
+		}
 		ctx := context.Background()
 		disk := filepath.Join(work, name+"-disk.raw")
 		if g.err = copyDisk(ctx, theImage.Disk, disk); g.err != nil {
@@ -133,6 +143,24 @@ func runGroup(t *testing.T, g *groupRun, name string, boots ...*boot) []*bootRes
 		t.Fatal(g.err)
 	}
 	return g.boots
+}
+
+// reuse: EC2PR_HOST_REUSE=1 judges the evidence of the last run in
+// EC2PR_HOST_ARTIFACTS again instead of booting (for working on the tests).
+func reuse() bool { return os.Getenv("EC2PR_HOST_REUSE") == "1" }
+
+func reread(boots []*boot) ([]*bootResult, error) {
+	var out []*bootResult
+	for _, b := range boots {
+		r := &bootResult{Name: b.Name, Dir: filepath.Join(work, b.Name, "out"), Console: filepath.Join(work, b.Name, "console.log")}
+		env, err := readEnv(filepath.Join(r.Dir, "results.env"))
+		if err != nil {
+			return out, fmt.Errorf("EC2PR_HOST_REUSE: %w", err)
+		}
+		r.Env = env
+		out = append(out, r)
+	}
+	return out, nil
 }
 
 func cycles(env, def string) string {

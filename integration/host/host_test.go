@@ -11,6 +11,8 @@
 // makes ec2-net-utils' rule act on them.
 //
 // The guest scripts (guest/) only act and collect; every verdict is here.
+// EC2PR_HOST_REUSE=1 judges the last run's evidence (EC2PR_HOST_ARTIFACTS,
+// make test-host: bin/host) again without booting.
 package host
 
 import (
@@ -335,6 +337,37 @@ func TestH3Repair(t *testing.T) {
 	if rc := b1.Env["h3_dry_rc"]; rc == "2" {
 		t.Fatalf("repair (dry run) refused (exit 2):\n%s", b1.file(t, "h3-dry.txt"))
 	}
+	var plan struct {
+		Apply   bool `json:"apply"`
+		Actions []struct {
+			Kind, Target string
+			Done         bool
+		} `json:"actions"`
+	}
+	if err := json.Unmarshal([]byte(b1.file(t, "h3-dry.json")), &plan); err != nil {
+		t.Fatalf("repair --json (dry run): %v", err)
+	}
+	// The dry run planned the cure (so "changed nothing" is not vacuous)
+	// and did none of it.
+	if plan.Apply || len(plan.Actions) == 0 {
+		t.Errorf("repair (dry run) planned %d actions, apply=%v", len(plan.Actions), plan.Apply)
+	}
+	for _, iface := range words(b1.Env["h1_stuck_start_ifaces"]) {
+		unit := "policy-routes@" + iface + ".service"
+		if !slices.ContainsFunc(plan.Actions, func(a struct {
+			Kind, Target string
+			Done         bool
+		}) bool {
+			return a.Kind == "stop" && a.Target == unit
+		}) {
+			t.Errorf("repair (dry run) does not plan to stop %s", unit)
+		}
+	}
+	for _, a := range plan.Actions {
+		if a.Done {
+			t.Errorf("repair (dry run) says it did %s %s", a.Kind, a.Target)
+		}
+	}
 	sameSections(t, "repair (dry run)", before, dry, "unit-files", "templates", "udev", "unit-dirs")
 	// ec2-net-utils' refresh timers run on their own clock (AccuracySec 1 min)
 	// and 2.3.0's refresh deletes the lock it failed to take: an interface
@@ -401,6 +434,9 @@ func TestH3Repair(t *testing.T) {
 	}
 	if b2.Env["h5_hosteni_started"] != "1" {
 		t.Errorf("after the reboot a new host ENI eth8 got no policy-routes@eth8:\n%s", b2.Env["h5_hosteni_ActiveState"])
+	}
+	if rc := b2.Env["b2_doctor_rc"]; rc != "0" {
+		t.Errorf("doctor after the reboot and task cycles: exit %s\n%s", rc, b2.file(t, "b2-doctor.txt"))
 	}
 	if n := num(t, b2, "b2_stuck_count"); n != 0 {
 		t.Errorf("after repair and a reboot, task cycles left %d stuck processes:\n%s", n, b2.file(t, "b2_stuck.txt"))
