@@ -525,6 +525,7 @@ func writeReport(path string, total time.Duration, code int) error {
 	for _, r := range recs {
 		fmt.Fprintf(&b, "| %s | %s | `%s` | %s | %s |\n", r.ID, r.Title, r.Test, r.Status, r.Duration.Round(10*time.Millisecond))
 	}
+	b.WriteString(hostSection(filepath.Join(filepath.Dir(path), "HOST.md")))
 	if fz := fuzzResults(); len(fz) > 0 {
 		b.WriteString("\n## Fuzzing\n\n| Target | Package | Time | Execs | Rate | Corpus | Result |\n|---|---|---|---|---|---|---|\n")
 		for _, f := range fz {
@@ -547,6 +548,23 @@ func writeReport(path string, total time.Duration, code int) error {
 		return err
 	}
 	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+// hostSection carries the real-host summary that make test-host last wrote
+// in docs/HOST.md (between its host-summary markers) into this report, so
+// regenerating it keeps the section; "" when there is none.
+func hostSection(hostMD string) string {
+	b, err := os.ReadFile(hostMD)
+	if err != nil {
+		return ""
+	}
+	s := string(b)
+	i, j := strings.Index(s, "<!-- host-summary"), strings.Index(s, "<!-- /host-summary -->")
+	if i < 0 || j < i {
+		return ""
+	}
+	return "\n## Real host (make test-host)\n\n" + s[i:j] + "<!-- /host-summary -->\n\n" +
+		"Details, timings and how each figure is taken: [HOST.md](HOST.md); evidence of each boot in `bin/host/`.\n"
 }
 
 // idOrder ranks ID prefixes: faults, concurrency, hostile input,
