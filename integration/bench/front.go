@@ -315,6 +315,22 @@ func (r *frontResult) overheadRatio(v int) (float64, bool) {
 	return ratio(r.overhead(v), r.calls[kPlain][v].ok.pct(50)), true
 }
 
+// ownRatio is the front's own time per call (its process minus its
+// upstream's run, the held time counted as the front's) p50 over the plain
+// plugin's p50: the judged measure of what the front adds. The difference
+// of two p50s above is reported too, but the stand-in's ADD is bimodal
+// (the kernel's RCU waits when a link changes namespace: p50 ~21 ms, p90
+// ~38 ms), so at 200 rounds that difference swung from -0.10x to 1.30x of
+// the plain plugin across runs of the same build, while this per-call
+// measure, which the stand-in's variance does not enter, stayed within
+// a few percent.
+func (r *frontResult) ownRatio(v int) (float64, bool) {
+	if len(r.own[v]) == 0 || len(r.calls[kPlain][v].ok) == 0 {
+		return 0, false
+	}
+	return ratio(r.own[v].pct(50), r.calls[kPlain][v].ok.pct(50)), true
+}
+
 // frontTarget: the front may cost no more than the plugin itself, with
 // 10% for noise (issue 20).
 const frontTarget = 1.1
@@ -325,10 +341,14 @@ func (r *frontResult) mainRows(row func(...string)) {
 		return
 	}
 	for v, verb := range []string{"ADD", "DEL"} {
-		rt, ok := r.overheadRatio(v)
-		row(fmt.Sprintf("ECS front: what it adds to vpc-eni's %s (front p50 − stand-in p50, same run) vs the plain plugin's %s p50", verb, verb),
-			fmt.Sprintf("%s vs %s", signed(r.overhead(v)), ms(r.calls[kPlain][v].ok.pct(50))), "", fmt.Sprintf("%.2f", rt),
-			fmt.Sprintf("≤ %.1f×", frontTarget), passFail(ok && rt <= frontTarget))
+		plain := ms(r.calls[kPlain][v].ok.pct(50))
+		own, ok := r.ownRatio(v)
+		row(fmt.Sprintf("ECS front: what it adds per %s call (its own time p50: its process minus its upstream's run, held time counted as its own) vs the plain plugin's %s p50", verb, verb),
+			fmt.Sprintf("%s vs %s", ms(r.own[v].pct(50)), plain), "", fmt.Sprintf("%.2f", own),
+			fmt.Sprintf("≤ %.1f×", frontTarget), passFail(ok && own <= frontTarget))
+		rt, _ := r.overheadRatio(v)
+		row(fmt.Sprintf("ECS front: front p50 − stand-in p50 for %s, same run (reported, not judged: the stand-in's bimodal latency makes it swing, see *ECS front*)", verb),
+			fmt.Sprintf("%s vs %s", signed(r.overhead(v)), plain), "", fmt.Sprintf("%.2f", rt), "", "")
 	}
 }
 
@@ -374,18 +394,22 @@ func (r *frontResult) render(w *strings.Builder) {
 				continue
 			}
 			plain := r.calls[kPlain][v].ok.pct(50)
-			row(fmt.Sprintf("front's own time per %s, per call (its process minus its upstream's run, from its log): the time the upstream was held for the front counted as the front's / as hidden; p50 / p90 / p99", verb),
+			row(fmt.Sprintf("**front's own time per %s**, per call (its process minus its upstream's run, from its log): the time the upstream was held for the front counted as the front's / as hidden; p50 / p90 / p99", verb),
 				r.own[v].triple()+"; "+r.ownHidden[v].triple(), fmt.Sprintf("plain plugin %s p50 %s", verb, ms(plain)),
-				fmt.Sprintf("own / plain = **%.2f** / %.2f", ratio(r.own[v].pct(50), plain), ratio(r.ownHidden[v].pct(50), plain)), "", "")
+				fmt.Sprintf("own / plain = **%.2f** / %.2f", ratio(r.own[v].pct(50), plain), ratio(r.ownHidden[v].pct(50), plain)),
+				fmt.Sprintf("target ≤ %.1f× (first)", frontTarget), passFail(r.own[v].pct(50) > 0 && ratio(r.own[v].pct(50), plain) <= frontTarget))
 		}
 		for v, verb := range []string{"ADD", "DEL"} {
-			rt, ok := r.overheadRatio(v)
-			row(fmt.Sprintf("**front overhead, %s**: front p50 − stand-in p50; per round (paired) p50 / p90 / p99; shift estimate (Hodges–Lehmann: median of all front − stand-in differences)", verb),
+			rt, _ := r.overheadRatio(v)
+			row(fmt.Sprintf("front overhead, %s: front p50 − stand-in p50; per round (paired) p50 / p90 / p99; shift estimate (Hodges–Lehmann: median of all front − stand-in differences)", verb),
 				fmt.Sprintf("%s; paired %s; shift %s", signed(r.overhead(v)), signedTriple(r.paired[v]), signed(hodgesLehmann(r.calls[kFront][v].ok, r.calls[kStandin][v].ok))),
 				fmt.Sprintf("plain plugin %s p50 %s", verb, ms(r.calls[kPlain][v].ok.pct(50))),
-				fmt.Sprintf("overhead / plain = **%.2f**", rt), fmt.Sprintf("target ≤ %.1f×", frontTarget), passFail(ok && rt <= frontTarget))
+				fmt.Sprintf("overhead / plain = %.2f", rt), "reported; judged: own time above", "")
 		}
-		p("\n")
+		p("\nWhich measure is judged: the front's own time per call, a per-call measure the stand-in's latency does not enter. ")
+		p("The difference of the front's and the stand-in's p50s (and its paired and shift variants) is reported, but the stand-in's ADD is bimodal ")
+		p("(the kernel's RCU waits when a link changes namespace), so at 200 rounds that difference swung from −0.10× to 1.30× of the plain plugin's ADD ")
+		p("across runs of the same build on this machine, while the own-time ratio stayed within a few percent. The floor row shows what any exec-and-wait front costs.\n")
 	}
 	if len(r.cni[0][0]) > 0 {
 		p("Through libcni as the agent calls it (`AddNetwork`/`DelNetwork`, one config — not a conflist — cniVersion 0.3.0, CNI_PATH one directory), ")
