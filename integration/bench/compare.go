@@ -18,10 +18,15 @@ import (
 func (b *bench) compare(ctx context.Context, bins []string, verb string) error {
 	res := make([]outcomes, len(bins))
 	del := make([]outcomes, len(bins))
+	// Run copies made alike (see stage); the table names the originals.
+	exe, err := b.stageAll(bins)
+	if err != nil {
+		return err
+	}
 	for i := 0; i < *flagN && ctx.Err() == nil; i++ {
 		if verb == "VERSION" {
 			for _, k := range b.rng.Perm(len(bins)) {
-				s, err := run(ctx, cniEnv("VERSION", "", ""), versionStdin, bins[k])
+				s, err := run(ctx, cniEnv("VERSION", "", ""), versionStdin, exe[k])
 				if err != nil {
 					return err
 				}
@@ -45,7 +50,7 @@ func (b *bench) compare(ctx context.Context, bins []string, verb string) error {
 			}
 			for _, v := range []string{"ADD", "DEL"} {
 				for _, k := range b.rng.Perm(len(bins)) {
-					s, err := run(ctx, cniEnv(v, f[k].ns.Path, ifName), conf[k], bins[k])
+					s, err := run(ctx, cniEnv(v, f[k].ns.Path, ifName), conf[k], exe[k])
 					if err != nil {
 						runErr = err
 						return

@@ -181,6 +181,7 @@ func (b *bench) render() string {
 	p("Both ADDs run back to back in random order, then both DELs; a failed call is counted by exit code and kept out of the latencies.\n")
 	p("- Every timed call runs through a minimal Go parent (`integration/bench/spawn`) that takes CLOCK_MONOTONIC just before fork and just after wait4, and reports wait4's rusage: peak RSS is the call's `ru_maxrss`, CPU is user+system time. ")
 	p("(Exec'd straight from the benchmark, `ru_maxrss` would include the benchmark's own RSS, which the kernel carries across execve; the helper's floor is ~2 MiB and the same for every binary.) stdin/stdout/stderr are memfd files.\n")
+	p("- Every timed binary runs from a fresh copy in the run's scratch directory (written with write(2), as an install writes it): an exec's cost depends on how the file sits in the page cache, and a binary the linker has just written ran 10-15%% slower than a byte-identical copy.\n")
 	p("- Floor: an empty `func main() {}` built with the same flags, and each plugin's VERSION call, interleaved.\n")
 	p("- Link arrival: ADD starts with the ENI still in the host namespace; a timer %s after the fork moves it in over netlink (move, rename, address, up). Measured from just before the final `set up` to ADD's reaped exit.\n", *flagDelay)
 	p("- Absent link: a namespace without the interface, `linkTimeout` 1 s; %d run at once, staggered.\n", *flagTimeoutP)
