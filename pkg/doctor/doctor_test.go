@@ -609,3 +609,31 @@ func TestReadmeCleanupReachesHealthy(t *testing.T) {
 		t.Errorf("the live lock of `bash -x setup-policy-routes ens7` was removed: %v", err)
 	}
 }
+
+// Failed or inactive units of missing interfaces run nothing: the units
+// check stays OK but no longer claims every unit has its interface.
+func TestUnitsSummaryNamesLeftoverRecords(t *testing.T) {
+	cases := []struct {
+		name, units, want, notWant string
+	}{
+		{"all present", "policy-routes@ens5.service loaded active exited x\npolicy-routes@ens6.service loaded active exited x\n",
+			"all for existing interfaces", "missing interfaces"},
+		{"failed record of a missing interface", "policy-routes@ens5.service loaded active exited x\npolicy-routes@eth3.service loaded failed failed x\n",
+			"none live for a missing interface; 1 units of missing interfaces are failed or inactive records", "all for existing interfaces"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			f.healthy()
+			f.mkdir("/sys/class/net/ens6")
+			r, err := Run(context.Background(), Options{Root: f.root, Units: fakeSources[f.systemctl(tc.units)], SkipNetns: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := checkByID(t, r, CheckUnits)
+			if c.Status != StatusOK || !strings.Contains(c.Summary, tc.want) || strings.Contains(c.Summary, tc.notWant) {
+				t.Errorf("units check %s: %q; want OK containing %q, not %q", c.Status, c.Summary, tc.want, tc.notWant)
+			}
+		})
+	}
+}

@@ -108,7 +108,7 @@ func (d *doctor) unitsVerdict() {
 		d.add(c)
 		return
 	}
-	var services, live int
+	var services, live, leftover int
 	var stuck []string
 	for _, u := range d.f.Units {
 		isLive := LiveState(u.Active)
@@ -121,6 +121,9 @@ func (d *doctor) unitsVerdict() {
 		if isLive && !u.InterfaceExists {
 			stuck = append(stuck, u.Name)
 		}
+		if !isLive && !u.InterfaceExists && u.Interface != "" {
+			leftover++ // a failed/inactive record: runs nothing
+		}
 		c.Details = append(c.Details, fmt.Sprintf("%s %s/%s (interface %s %s)", u.Name, u.Active, u.Sub, u.Interface, existsWord(u.InterfaceExists)))
 	}
 	switch {
@@ -129,6 +132,9 @@ func (d *doctor) unitsVerdict() {
 		c.Summary = fmt.Sprintf("%d policy-routes units (%d policy-routes@ services, %d live); %d live for interfaces missing from /sys/class/net: %s",
 			len(d.f.Units), services, live, len(stuck), strings.Join(stuck, " "))
 		c.Hint = "ec2-policy-routes repair --apply stops, runtime-masks and reset-fails exactly these units (never the @ templates); new task ENIs will keep adding units until the udev override is installed"
+	case services > 1 && leftover > 0:
+		c.Status = StatusOK
+		c.Summary = fmt.Sprintf("%d policy-routes@ services, none live for a missing interface; %d units of missing interfaces are failed or inactive records that run nothing (repair --apply clears them)", services, leftover)
 	case services > 1:
 		c.Status = StatusOK
 		c.Summary = fmt.Sprintf("%d policy-routes@ services, all for existing interfaces (the bug report's >1 heuristic does not apply: each has its interface)", services)
