@@ -30,6 +30,9 @@
 // FAKE_VPC_ENI_NO_NETNS_CHECK=1 in the environment skips skel's check that
 // CNI_NETNS is not the plugin's own namespace, as the real vpc-eni has
 // none: ADD then configures whatever namespace it is given.
+// FAKE_VPC_ENI_STDIN_WAIT=FILE appends to FILE, per ADD/DEL, how long
+// (nanoseconds) reading the configuration from stdin blocked: make bench
+// uses it to count only the time a front really held the stand-in back.
 // Every invocation appends its verb (or first argument) to
 // <executable>.calls.
 package main
@@ -38,6 +41,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"os"
@@ -81,9 +85,33 @@ func main() {
 		}
 		return
 	}
+	if p := os.Getenv("FAKE_VPC_ENI_STDIN_WAIT"); p != "" {
+		timeStdin(p)
+	}
 	f := &fake{branch: name == "vpc-branch-eni", mode: readMode(exe)}
 	skel.PluginMainFuncs(skel.CNIFuncs{Add: f.add, Del: f.del, Check: func(*skel.CmdArgs) error { return nil }},
 		version.PluginSupports("0.3.0", "0.3.1", "0.4.0", "1.0.0"), "fake "+name)
+}
+
+// timeStdin reads the whole configuration, appends how long that blocked
+// to file, and hands skel the same bytes through a pipe.
+func timeStdin(file string) {
+	t0 := time.Now()
+	data, err := io.ReadAll(os.Stdin)
+	waited := time.Since(t0)
+	if err != nil {
+		return
+	}
+	if f, err := os.OpenFile(file, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600); err == nil {
+		fmt.Fprintf(f, "%d\n", waited.Nanoseconds())
+		_ = f.Close()
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return
+	}
+	go func() { _, _ = w.Write(data); _ = w.Close() }()
+	os.Stdin = r
 }
 
 func record(exe string) {
