@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/atomicfile"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/ecsfront"
 )
 
@@ -170,7 +171,7 @@ func (o *Options) writeSettings(s *ecsfront.Settings) (int, error) {
 	path := filepath.Join(o.Dir, ecsfront.SettingsFile)
 	changed := !sameFile(path, data, 0o644)
 	if changed {
-		if err := atomicWrite(path, data, 0o644, -1, -1); err != nil {
+		if err := atomicfile.Write(path, data, 0o644, -1, -1); err != nil {
 			return 0, err
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/atomicfile"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/boundedread"
 )
 
@@ -174,7 +175,7 @@ func rewriteConfig(path string, data []byte) error {
 			uid, gid = int(st.Uid), int(st.Gid)
 		}
 	}
-	return atomicWrite(path, data, mode, uid, gid)
+	return atomicfile.Write(path, data, mode, uid, gid)
 }
 
 // configChange applies edit to the ECS config file, writing only when the

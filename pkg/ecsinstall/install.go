@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/atomicfile"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/boundedread"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/config"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/ecsfront"
@@ -240,7 +241,7 @@ func writeFront(path string, data []byte) (bool, error) {
 	if sameFile(path, data, 0o755) {
 		return false, nil
 	}
-	return true, atomicWrite(path, data, 0o755, -1, -1)
+	return true, atomicfile.Write(path, data, 0o755, -1, -1)
 }
 
 // writeLink points path at target unless it already does.

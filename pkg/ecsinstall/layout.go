@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/atomicfile"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/ecsfront"
 )
 
@@ -71,43 +72,6 @@ func ensureDir(dir string) (created []string, err error) {
 	return created, nil
 }
 
-// atomicWrite writes data to a temporary file beside path, sets its mode
-// (and owner when uid >= 0), syncs and renames it over path: a reader sees
-// the old file or the new one, never a partial one.
-func atomicWrite(path string, data []byte, mode os.FileMode, uid, gid int) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
-	if err != nil {
-		return err
-	}
-	name := tmp.Name()
-	defer func() { _ = os.Remove(name) }() // after the rename: ENOENT, ignored
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if uid >= 0 {
-		if err := tmp.Chown(uid, gid); err != nil {
-			tmp.Close()
-			return err
-		}
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(name, path); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(path))
-}
-
 // atomicSymlink points path at target through a rename, replacing
 // whatever was there.
 func atomicSymlink(target, path string) error {
@@ -120,16 +84,7 @@ func atomicSymlink(target, path string) error {
 		_ = os.Remove(tmp) // best effort: the rename's error is the one to report
 		return err
 	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return atomicfile.SyncDir(filepath.Dir(path))
 }
 
 // sameFile reports whether path is a regular file with exactly data,

@@ -117,7 +117,7 @@ func judgeOne(f Found, m *Manifest, rec map[string]Made, upstream string) (Made,
 	return Made{}, false
 }
 
-// isTempOfOurs matches atomicWrite's and atomicSymlink's temporary names.
+// isTempOfOurs matches atomicfile.Write's and atomicSymlink's temporary names.
 func isTempOfOurs(name string) bool {
 	return strings.HasPrefix(name, ".") && (strings.Contains(name, ".tmp-") || strings.Contains(name, ".tmp-link-"))
 }

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 
 	"github.com/ec2-policy-routes/ec2-policy-routes/conf"
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/atomicfile"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/boundedread"
 )
 
@@ -125,40 +126,18 @@ func Place(root string) (changed bool, err error) {
 	return true, nil
 }
 
-// writeAtomic writes b as p via a temporary file in the same directory and
-// a rename, so udev never reads a half-written rule.
+// writeAtomic writes b as p (root-owned when we are root) through
+// atomicfile, so udev never reads a half-written rule; its temporary name
+// does not end in .rules, so udev ignores it meanwhile.
 func writeAtomic(p string, b []byte) error {
-	dir := filepath.Dir(p)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, ".99-vpc-policy-routes.rules.*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() { _ = os.Remove(tmp) }() // no-op after the rename
-	if _, err := f.Write(b); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err := f.Chmod(0o644); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
+	uid, gid := -1, -1
 	if os.Geteuid() == 0 {
-		if err := os.Chown(tmp, 0, 0); err != nil {
-			return err
-		}
+		uid, gid = 0, 0
 	}
-	return os.Rename(tmp, p)
+	return atomicfile.Write(p, b, 0o644, uid, gid)
 }
 
 // Remove deletes the rule at Path if it is ours (current or outdated). A
