@@ -1,10 +1,10 @@
 package systemd
 
-// Conn (this file) is the door doctor and repair use: list, stop,
-// disable, runtime-mask, reset-failed, reload udev — systemd's D-Bus API, never
-// systemctl's output. Like ReloadUdev (udev.go) it prefers systemd's
-// private socket /run/systemd/private (root only, works without a dbus
-// daemon, as on minbase Debian) and falls back to the system bus.
+// Conn (this file) is the door doctor, repair and ecs install use: list,
+// stop, disable, runtime-mask, reset-failed, reload udev — systemd's D-Bus
+// API, never systemctl's output. It prefers systemd's private socket
+// /run/systemd/private (root only, works without a dbus daemon, as on
+// minbase Debian) and falls back to the system bus.
 
 import (
 	"context"
