@@ -10,10 +10,10 @@ import (
 
 // UdevRuleName is ec2-net-utils' rule; a file of the same name in
 // /etc/udev/rules.d (or /run/udev/rules.d) replaces it.
-const UdevRuleName = "99-vpc-policy-routes.rules"
+const UdevRuleName = udevoverride.RuleName
 
 // UdevMarker identifies this project's override (conf/udev).
-const UdevMarker = "ec2-policy-routes"
+const UdevMarker = udevoverride.Marker
 
 // maxUdevRule bounds a rule file read.
 const maxUdevRule = 64 << 10
@@ -41,9 +41,9 @@ func (u Udev) Problem() bool { return u.Override == "" && u.Vendor != "" }
 
 func (d *doctor) readUdev() {
 	u := &d.f.Udev
-	for _, dir := range []string{"/usr/lib/udev/rules.d", "/lib/udev/rules.d"} {
-		if d.exists(filepath.Join(dir, UdevRuleName)) {
-			u.Vendor = filepath.Join(dir, UdevRuleName)
+	for _, p := range udevoverride.VendorRules {
+		if d.exists(p) {
+			u.Vendor = p
 			break
 		}
 	}

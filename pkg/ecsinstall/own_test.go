@@ -271,7 +271,7 @@ func TestInstallUdevOverride(t *testing.T) {
 	if out := e.mustInstall(o); !strings.Contains(out, "not needed: ec2-net-utils' rule") {
 		t.Errorf("no vendor rule:\n%s", out)
 	}
-	e.writeFile(filepath.Join(root, VendorUdevRules[0]), "upstream rule", 0o644)
+	e.writeFile(filepath.Join(root, udevoverride.VendorRules[0]), "upstream rule", 0o644)
 	if out := e.mustInstall(o); !strings.Contains(out, "wrote "+filepath.Join(root, udevoverride.Path)) {
 		t.Errorf("placing:\n%s", out)
 	}

@@ -12,15 +12,11 @@ import (
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/udevoverride"
 )
 
-// VendorUdevRules are where ec2-net-utils installs the rule the override
-// replaces: without it there is nothing to override.
-var VendorUdevRules = []string{"/usr/lib/udev/rules.d/99-vpc-policy-routes.rules", "/lib/udev/rules.d/99-vpc-policy-routes.rules"}
-
 // reloadTimeout bounds the D-Bus call that reloads udevd.
 const reloadTimeout = 15 * time.Second
 
 func (o *Options) vendorRule() string {
-	for _, p := range VendorUdevRules {
+	for _, p := range udevoverride.VendorRules {
 		if _, err := os.Stat(filepath.Join(o.UdevRoot, p)); err == nil {
 			return p
 		}
@@ -38,7 +34,7 @@ func (o *Options) placeUdev(ctx context.Context, prev *Manifest) bool {
 	}
 	path := filepath.Join(o.UdevRoot, udevoverride.Path)
 	if v := o.vendorRule(); v == "" {
-		o.say("ecs install: udev override not needed: ec2-net-utils' rule (%s) is not installed", VendorUdevRules[0])
+		o.say("ecs install: udev override not needed: ec2-net-utils' rule (%s) is not installed", udevoverride.VendorRules[0])
 		return prev != nil && prev.UdevOverride && udevOurs(o.UdevRoot)
 	}
 	changed, err := udevoverride.Place(o.UdevRoot)

@@ -19,11 +19,20 @@ import (
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/boundedread"
 )
 
-// Path is where the override lives on a host.
-const Path = "/etc/udev/rules.d/99-vpc-policy-routes.rules"
+// RuleName is ec2-net-utils' rule's file name; a file of the same name in
+// /etc/udev/rules.d replaces it.
+const RuleName = "99-vpc-policy-routes.rules"
 
-// marker identifies a file this project wrote (any version of it).
-const marker = "ec2-policy-routes"
+// Path is where the override lives on a host.
+const Path = "/etc/udev/rules.d/" + RuleName
+
+// VendorRules are where ec2-net-utils installs the rule the override
+// replaces, in the order udev looks: without one there is nothing to
+// override.
+var VendorRules = []string{"/usr/lib/udev/rules.d/" + RuleName, "/lib/udev/rules.d/" + RuleName}
+
+// Marker identifies a file this project wrote (any version of it).
+const Marker = "ec2-policy-routes"
 
 // maxSize bounds the read: our rule is a few KiB; anything far larger is
 // not ours.
@@ -99,7 +108,7 @@ func classify(b []byte) State {
 	switch {
 	case bytes.Equal(b, conf.UdevRule):
 		return Ours
-	case bytes.Contains(b, []byte(marker)):
+	case bytes.Contains(b, []byte(Marker)):
 		return OursOutdated
 	}
 	return Foreign

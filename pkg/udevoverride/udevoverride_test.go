@@ -123,7 +123,7 @@ func assertOurs(t *testing.T, root string) {
 
 func TestRuleIsCopy(t *testing.T) {
 	r := Rule()
-	if !strings.Contains(string(r), marker) {
+	if !strings.Contains(string(r), Marker) {
 		t.Fatal("embedded rule lacks the marker")
 	}
 	r[0] ^= 0xff
