@@ -90,7 +90,7 @@ func mainWith(ctx context.Context, args []string, stdout, stderr io.Writer, vers
 	}
 	rep, err := Run(ctx, Options{Root: c.root, Units: units, SkipUnits: c.systemctl == "none", SkipNetns: c.skipNetns, Version: version})
 	if err != nil {
-		fmt.Fprintf(stderr, "doctor: %v\n", interrupted(ctx, err))
+		fmt.Fprintf(stderr, "doctor: %v\n", Interrupted(ctx, err))
 		return 2
 	}
 	return c.write(rep, stdout, stderr)
@@ -130,8 +130,8 @@ func (c *cliFlags) write(rep *Report, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// interrupted names a cancellation as what it is.
-func interrupted(ctx context.Context, err error) error {
+// Interrupted names a cancellation as what it is (doctor and repair).
+func Interrupted(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("interrupted (%w)", ctx.Err())
 	}
@@ -147,7 +147,7 @@ const xargsUnsafe = " \t\n\v\f\r'\"\\"
 func printStaleLocks(ctx context.Context, root string, nul bool, stdout, stderr io.Writer) int {
 	f, err := Read(ctx, Options{Root: root, SkipUnits: true})
 	if err != nil {
-		fmt.Fprintf(stderr, "doctor: %v\n", interrupted(ctx, err))
+		fmt.Fprintf(stderr, "doctor: %v\n", Interrupted(ctx, err))
 		return 2
 	}
 	code := 0

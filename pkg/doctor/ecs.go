@@ -3,9 +3,7 @@ package doctor
 import (
 	"context"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -75,7 +73,7 @@ func (d *doctor) checkECS(ctx context.Context) {
 func (e *ecsCheck) checkConfigured() bool {
 	c := Check{ID: CheckECSFront}
 	defer func() { e.add(c) }()
-	v, ok, err := e.configValue(ecsfront.PluginsPathVar)
+	v, ok, err := ecsinstall.ReadConfigValue(e.path(ecsfront.ECSConfig), ecsfront.PluginsPathVar) // bounded, never a FIFO; missing: not set
 	switch {
 	case err != nil:
 		c.Status, c.Summary = StatusWarn, fmt.Sprintf("cannot read %s: %v", ecsfront.ECSConfig, err)
@@ -164,20 +162,6 @@ func loadSettings(path string) (*ecsfront.Settings, error) {
 		return nil, err
 	}
 	return ecsfront.ParseSettings(b)
-}
-
-// configValue reads key from ecs.config (bounded, never a FIFO); a missing
-// file sets nothing.
-func (e *ecsCheck) configValue(key string) (string, bool, error) {
-	b, err := e.readSmall(ecsfront.ECSConfig, maxConfFile)
-	if errors.Is(err, fs.ErrNotExist) {
-		return "", false, nil
-	}
-	if err != nil {
-		return "", false, err
-	}
-	v, ok := ecsinstall.ConfigValue(b, key)
-	return v, ok, nil
 }
 
 // checkPlugins: every name the agent probes or runs resolves in DIR, and

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/doctor"
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/systemd"
 )
 
@@ -106,10 +107,7 @@ func mainWith(ctx context.Context, args []string, stdout, stderr io.Writer, vers
 	defer closer()
 	r, err := Run(ctx, h, *apply)
 	if err != nil {
-		if ctx.Err() != nil {
-			err = fmt.Errorf("interrupted (%w)", ctx.Err())
-		}
-		fmt.Fprintf(stderr, "repair: %v\n", err)
+		fmt.Fprintf(stderr, "repair: %v\n", doctor.Interrupted(ctx, err))
 		return 2
 	}
 	if err := write(stdout, r, *asJSON); err != nil {
