@@ -70,9 +70,7 @@ func EnabledUnitName(name string) bool {
 // UnitDirInstance returns the interface a *.wants/*.requires directory is
 // named after ("" unless it is a policy-routes instance's, e.g.
 // setup-policy-routes@ecse1a2b3c.service.wants).
-func UnitDirInstance(name string) string { return instanceDir(name) }
-
-func instanceDir(name string) string {
+func UnitDirInstance(name string) string {
 	unit, ok := strings.CutSuffix(name, ".wants")
 	if !ok {
 		unit, ok = strings.CutSuffix(name, ".requires")
@@ -123,7 +121,7 @@ func (d *doctor) readUnitDir(dir string) int {
 	if err != nil {
 		return 0
 	}
-	iface := instanceDir(path.Base(dir))
+	iface := UnitDirInstance(path.Base(dir))
 	ud := UnitDir{Path: dir, Interface: iface, Entries: []string{}}
 	for _, de := range ents {
 		ud.Entries = append(ud.Entries, de.Name())

@@ -114,8 +114,8 @@ func TestEnabledUnitName(t *testing.T) {
 		"refresh-policy-routes@ecs1.timer.wants": "ecs1", "multi-user.target.wants": "", "setup-policy-routes@.service.wants": "",
 		"foo@ecs1.service.wants": "", "setup-policy-routes@ecs1.service": "",
 	} {
-		if got := instanceDir(name); got != want {
-			t.Errorf("instanceDir(%q) = %q, want %q", name, got, want)
+		if got := UnitDirInstance(name); got != want {
+			t.Errorf("UnitDirInstance(%q) = %q, want %q", name, got, want)
 		}
 	}
 }

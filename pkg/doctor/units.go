@@ -76,7 +76,7 @@ func (d *doctor) readUnits(ctx context.Context) {
 
 // toUnit is a listed unit with its interface and whether it exists.
 func toUnit(su systemd.Unit, exists func(string) bool) Unit {
-	u := Unit{Name: su.Name, Load: su.LoadState, Active: su.ActiveState, Sub: su.SubState, Interface: unitInstance(su.Name)}
+	u := Unit{Name: su.Name, Load: su.LoadState, Active: su.ActiveState, Sub: su.SubState, Interface: UnitInstance(su.Name)}
 	u.InterfaceExists = exists(u.Interface)
 	return u
 }
@@ -161,8 +161,9 @@ func LiveState(active string) bool {
 	return false
 }
 
-// unitInstance returns the unescaped instance of "name@inst.type".
-func unitInstance(unit string) string {
+// UnitInstance returns the unescaped instance of "name@inst.type" (the
+// interface of a policy-routes unit), "" for a template.
+func UnitInstance(unit string) string {
 	at := strings.IndexByte(unit, '@')
 	dot := strings.LastIndexByte(unit, '.')
 	if at < 0 || dot <= at {
@@ -182,7 +183,3 @@ func unitInstance(unit string) string {
 	}
 	return b.String()
 }
-
-// UnitInstance returns the unescaped instance of "name@inst.type" (the
-// interface of a policy-routes unit), "" for a template.
-func UnitInstance(unit string) string { return unitInstance(unit) }
