@@ -72,11 +72,10 @@ type frontSetup struct {
 // how long its runs under the front blocked reading their configuration,
 // i.e. the part of the held time the upstream really waited for the front.
 func (fs *frontSetup) lastWait() (time.Duration, bool) {
-	b, err := os.ReadFile(fs.wait)
-	if err != nil || int64(len(b)) <= fs.waitOff {
+	b, ok := readNew(fs.wait, &fs.waitOff)
+	if !ok || len(b) == 0 {
 		return 0, false
 	}
-	b, fs.waitOff = b[fs.waitOff:], int64(len(b))
 	var total time.Duration
 	for _, f := range strings.Fields(string(b)) {
 		ns, err := strconv.ParseInt(f, 10, 64)
@@ -99,11 +98,10 @@ type frontLogLine struct {
 // lastRun reads what the front appended to its log since the last call:
 // its upstream runs' total duration, and the time they were held back.
 func (fs *frontSetup) lastRun() (run, held time.Duration, found bool) {
-	b, err := os.ReadFile(fs.log)
-	if err != nil || int64(len(b)) < fs.logOff {
+	b, ok := readNew(fs.log, &fs.logOff)
+	if !ok {
 		return 0, 0, false
 	}
-	b, fs.logOff = b[fs.logOff:], int64(len(b))
 	var last frontLogLine
 	for _, line := range bytes.Split(b, []byte("\n")) {
 		var l frontLogLine
@@ -117,6 +115,17 @@ func (fs *frontSetup) lastRun() (run, held time.Duration, found bool) {
 		heldMS += u.HeldMS
 	}
 	return time.Duration(runMS * float64(time.Millisecond)), time.Duration(heldMS * float64(time.Millisecond)), found
+}
+
+// readNew returns what was appended to path since *off and moves *off to
+// its end.
+func readNew(path string, off *int64) ([]byte, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil || int64(len(b)) < *off {
+		return nil, false
+	}
+	b, *off = b[*off:], int64(len(b))
+	return b, true
 }
 
 func (b *bench) installFront(bin string) (*frontSetup, error) {
