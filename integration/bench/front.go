@@ -154,7 +154,7 @@ func (b *bench) installFront(bin string) (*frontSetup, error) {
 	cmd := exec.Command(bin, "ecs", "install", "--dir", fs.dir, "--upstream", fs.up, "--config", settings,
 		"--ecs-config", filepath.Join(base, "ecs.config"))
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("ecs install: %v\n%s", err, out)
+		return nil, fmt.Errorf("ecs install: %w\n%s", err, out)
 	}
 	return fs, nil
 }

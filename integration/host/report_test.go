@@ -206,10 +206,3 @@ func replaceSection(path, heading, body string, add bool) error {
 	}
 	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
-
-func orNone(s string) string {
-	if s == "–" {
-		return "none"
-	}
-	return s
-}

@@ -75,7 +75,7 @@ func UnitDirInstance(name string) string {
 	if !ok {
 		unit, ok = strings.CutSuffix(name, ".requires")
 	}
-	if !ok || !(strings.HasSuffix(unit, ".service") || strings.HasSuffix(unit, ".timer")) {
+	if !ok || !strings.HasSuffix(unit, ".service") && !strings.HasSuffix(unit, ".timer") {
 		return ""
 	}
 	for _, p := range dirPrefixes {
@@ -103,7 +103,7 @@ func (d *doctor) readEnablement(ctx context.Context) error {
 			return err
 		}
 		name := de.Name()
-		if !de.IsDir() || !(strings.HasSuffix(name, ".wants") || strings.HasSuffix(name, ".requires")) {
+		if !de.IsDir() || !strings.HasSuffix(name, ".wants") && !strings.HasSuffix(name, ".requires") {
 			continue
 		}
 		if budget -= d.readUnitDir(path.Join(UnitConfigDir, name)); budget < 0 {

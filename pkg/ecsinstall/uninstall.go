@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/ec2-policy-routes/ec2-policy-routes/pkg/ecsfront"
 )
@@ -65,8 +66,13 @@ func (o *Options) removeOwned(p *prior) error {
 		o.say("ecs uninstall: left in %s, not ours: %s", o.Dir, strings.Join(left, " "))
 	}
 	if err := os.Remove(o.Dir); err != nil {
-		o.say("ecs uninstall: removed the front's %d entries; left %s (not empty)", len(ours), o.Dir)
-		return nil
+		// Not a failure: ours are gone; what is left is someone else's.
+		why := "not empty"
+		if !errors.Is(err, syscall.ENOTEMPTY) && !errors.Is(err, syscall.EEXIST) {
+			why = err.Error()
+		}
+		o.say("ecs uninstall: removed the front's %d entries; left %s (%s)", len(ours), o.Dir, why)
+		return nil //nolint:nilerr // see above
 	}
 	o.say("ecs uninstall: removed %s", o.Dir)
 	o.removeCreatedDirs(p.m)

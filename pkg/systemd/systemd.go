@@ -51,7 +51,7 @@ func Open(ctx context.Context) (*Conn, error) {
 		var err2 error
 		c, err2 = sd.NewSystemConnectionContext(ctx)
 		if err2 != nil {
-			return nil, fmt.Errorf("connecting to systemd: private socket: %v; system bus: %w", err, err2)
+			return nil, fmt.Errorf("connecting to systemd: private socket: %w; system bus: %w", err, err2)
 		}
 	}
 	// Jobs (Stop, ReloadUdev) are waited on through JobRemoved, which
